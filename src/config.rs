@@ -1,0 +1,70 @@
+//! The compile-time configuration of one allocator instance.
+//!
+//! `define_rpmalloc!` writes one implementation of [`Config`] per expansion. Every tunable
+//! is an associated constant, so the heap, span and cache code — all generic over
+//! `C: Config` — is monomorphised per configuration and each option that is off compiles
+//! out. The span size is a type-level number (`typenum`) bounded by `PowerOfTwo`, so a
+//! hand-written configuration with a bad span size fails to type-check as well.
+
+use crate::global::Global;
+use crate::thread::ThreadState;
+use typenum::{PowerOfTwo, Unsigned};
+
+/// The span size used when a configuration does not name one: 64 KiB, as rpmalloc 1.4.
+pub type DefaultSpanSize = typenum::U65536;
+
+/// Smallest span size accepted (one 4 KiB page).
+pub const MIN_SPAN_SIZE: usize = 4096;
+/// Largest span size accepted: 256 KiB, rpmalloc 1.4's limit. Medium size classes stop at
+/// 32 KiB whatever the span size, so bigger spans only grow every cached span (a thread
+/// cache of 400 spans would pin 100 MiB at 256 KiB) without serving any new size class.
+pub const MAX_SPAN_SIZE: usize = 262_144;
+
+/// Default of `span_map_count`: spans mapped per OS call.
+pub const DEFAULT_SPAN_MAP_COUNT: usize = 64;
+/// Default of `max_thread_span_cache`: single spans kept per thread.
+pub const DEFAULT_MAX_THREAD_SPAN_CACHE: usize = 400;
+/// Default of `max_thread_span_large_cache`: spans kept per thread for each large span count.
+pub const DEFAULT_MAX_THREAD_SPAN_LARGE_CACHE: usize = 100;
+/// Default of `global_cache_multiplier`: global cache size relative to a thread cache.
+pub const DEFAULT_GLOBAL_CACHE_MULTIPLIER: usize = 8;
+
+/// One allocator configuration and the handles to its singleton state.
+///
+/// Implemented by `define_rpmalloc!`; every constant has the default listed in the README
+/// except the span size, which the macro always spells out.
+///
+/// # Safety
+/// [`Config::global`] must return the same static for every call, [`Config::thread_state`]
+/// a pointer to a thread-local that lives as long as the calling thread and is used by no
+/// other configuration. Two configurations sharing either would hand one heap's blocks to
+/// another.
+pub unsafe trait Config: Sized + Send + Sync + 'static {
+    /// Span size as a type-level number (a power of two, 4 KiB ..= 256 KiB).
+    type SpanSize: Unsigned + PowerOfTwo;
+    /// Spans mapped per OS call; the first is the master that unmaps the whole run.
+    const SPAN_MAP_COUNT: usize = DEFAULT_SPAN_MAP_COUNT;
+    /// Keep freed spans in a per-thread cache.
+    const ENABLE_THREAD_CACHE: bool = true;
+    /// Keep spans that overflow thread caches in a global cache.
+    const ENABLE_GLOBAL_CACHE: bool = true;
+    /// Bound each thread cache by the thread's own peak use of that span count.
+    const ENABLE_ADAPTIVE_THREAD_CACHE: bool = false;
+    /// Never release cached spans to the OS.
+    const ENABLE_UNLIMITED_CACHE: bool = false;
+    /// Single spans kept per thread.
+    const MAX_THREAD_SPAN_CACHE: usize = DEFAULT_MAX_THREAD_SPAN_CACHE;
+    /// Spans kept per thread for each large span count.
+    const MAX_THREAD_SPAN_LARGE_CACHE: usize = DEFAULT_MAX_THREAD_SPAN_LARGE_CACHE;
+    /// Global cache capacity as a multiple of the thread cache limits.
+    const GLOBAL_CACHE_MULTIPLIER: usize = DEFAULT_GLOBAL_CACHE_MULTIPLIER;
+    /// Map spans with huge pages (`MAP_HUGETLB`, else transparent huge page advice).
+    const ENABLE_HUGE_PAGES: bool = false;
+    /// Count operations; when off the counters are compiled out.
+    const ENABLE_STATISTICS: bool = false;
+
+    /// This configuration's global state.
+    fn global() -> &'static Global<Self>;
+    /// This configuration's per-thread slot for the calling thread.
+    fn thread_state() -> *const ThreadState;
+}
