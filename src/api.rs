@@ -1,22 +1,368 @@
-//! Entry points (stub forwarding to System until the heap lands).
-use crate::{Config, Statistics};
-use core::alloc::{GlobalAlloc, Layout};
-use std::alloc::System;
-/// alloc
+//! The `GlobalAlloc` entry points every `define_rpmalloc!` expansion forwards to.
+//!
+//! The fast paths are inline and short: one thread-local read, a table lookup, and a
+//! pointer pop (alloc) or push (dealloc) on the span, with no atomic read-modify-write.
+//! Everything else — setting up a thread, refilling a bin, large and huge blocks, blocks
+//! freed by another thread — is out of line and `#[cold]`.
+
+use crate::config::Config;
+use crate::heap::{empty_bins, Bins, Heap};
+use crate::huge;
+use crate::params::Params;
+use crate::span::{Block, Kind, Span, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
+use crate::stats::Statistics;
+use crate::thread::{init_thread, ThreadState, DEAD, LIVE};
+use core::alloc::Layout;
+use core::ptr;
+use core::sync::atomic::Ordering;
+
+/// The calling thread's slot.
+#[inline(always)]
+fn thread_state<C: Config>() -> &'static ThreadState {
+    // SAFETY: the slot is a destructor-less thread-local, valid for the whole thread.
+    unsafe { &*C::thread_state() }
+}
+
+/// `GlobalAlloc::alloc` for configuration `C`.
+///
 /// # Safety
-/// GlobalAlloc::alloc
-pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 { unsafe { System.alloc(layout) } }
-/// alloc_zeroed
+/// As `GlobalAlloc::alloc`.
+#[inline(always)]
+pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
+    let size = layout.size();
+    if size <= C::MEDIUM_LIMIT && layout.align() <= C::NATURAL_ALIGN {
+        let bins = thread_state::<C>().heap.get();
+        let class = C::CLASSES.class_of(size);
+        // SAFETY: bins are a heap's or the empty bins; every entry is a valid span whose
+        // free list holds free blocks of that span.
+        unsafe {
+            let span = *(*bins).active.get_unchecked(class);
+            let block = (*span).free_list;
+            if !block.is_null() {
+                (*span).free_list = (*block).next;
+                (*span).used += 1;
+                return block.cast();
+            }
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { alloc_slow::<C>(layout, false) }
+}
+
+/// `GlobalAlloc::alloc_zeroed` for configuration `C`: memory fresh from the OS is not
+/// cleared again.
+///
 /// # Safety
-/// GlobalAlloc
-pub unsafe fn alloc_zeroed<C: Config>(layout: Layout) -> *mut u8 { unsafe { System.alloc_zeroed(layout) } }
-/// dealloc
+/// As `GlobalAlloc::alloc_zeroed`.
+#[inline]
+pub unsafe fn alloc_zeroed<C: Config>(layout: Layout) -> *mut u8 {
+    let size = layout.size();
+    if size <= C::MEDIUM_LIMIT && layout.align() <= C::NATURAL_ALIGN {
+        // SAFETY: forwarded contract.
+        let p = unsafe { alloc::<C>(layout) };
+        if !p.is_null() {
+            // SAFETY: p holds at least `size` bytes.
+            unsafe { p.write_bytes(0, size) };
+        }
+        return p;
+    }
+    // SAFETY: forwarded contract.
+    unsafe { alloc_slow::<C>(layout, true) }
+}
+
+/// Everything the inline path does not serve: thread setup, refills, large, huge and
+/// aligned blocks, allocation after thread exit.
+#[cold]
+#[inline(never)]
+unsafe fn alloc_slow<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
+    #[allow(clippy::let_unit_value)]
+    let () = C::VALID;
+    let state = thread_state::<C>();
+    loop {
+        match state.status.get() {
+            LIVE => {
+                // SAFETY: a live slot holds this thread's heap.
+                let heap = unsafe { Heap::<C>::from_bins(state.heap.get()) };
+                return alloc_from::<C>(heap, layout, zero);
+            }
+            DEAD => return alloc_after_exit::<C>(layout, zero),
+            _ => {
+                // SAFETY: our own slot, not yet set up.
+                if !unsafe { init_thread::<C>(state) } {
+                    return ptr::null_mut();
+                }
+            }
+        }
+    }
+}
+
+/// Allocates from `heap`, zeroing unless the memory is fresh from the OS when `zero`.
+fn alloc_from<C: Config>(heap: &mut Heap<C>, layout: Layout, zero: bool) -> *mut u8 {
+    let size = layout.size();
+    let align = layout.align();
+    if align <= C::NATURAL_ALIGN && size <= C::MEDIUM_LIMIT {
+        return zeroed(heap.alloc_small(C::CLASSES.class_of(size)), size, zero);
+    }
+    if align >= C::SPAN_SIZE {
+        return huge::alloc::<C>(size, align);
+    }
+    if align > C::NATURAL_ALIGN {
+        if let Some(p) = alloc_small_aligned(heap, size, align) {
+            return zeroed(p, size, zero);
+        }
+    }
+    if Heap::<C>::large_span_count(size, align) <= LARGE_CLASS_COUNT {
+        let (p, fresh) = heap.alloc_large(size, align);
+        return zeroed(p, size, zero && !fresh);
+    }
+    huge::alloc::<C>(size, align)
+}
+
+#[inline]
+fn zeroed(p: *mut u8, size: usize, zero: bool) -> *mut u8 {
+    if zero && !p.is_null() {
+        // SAFETY: p holds at least `size` bytes.
+        unsafe { p.write_bytes(0, size) };
+    }
+    p
+}
+
+/// Serves an alignment above 16 (and below the span size) from a size class when it fits:
+/// directly if the class's blocks are already aligned, else from a block padded by the
+/// alignment, flagging the span so frees round down to the block start. `None` when the
+/// request is too big for a size class.
+fn alloc_small_aligned<C: Config>(
+    heap: &mut Heap<C>,
+    size: usize,
+    align: usize,
+) -> Option<*mut u8> {
+    // Blocks start at span + 128 + i * block_size, so blocks whose size is a multiple of
+    // an alignment up to 128 are all aligned to it.
+    if align <= SPAN_HEADER_SIZE {
+        let rounded = size.next_multiple_of(align);
+        if rounded <= C::MEDIUM_LIMIT {
+            let class = C::CLASSES.class_of(rounded);
+            if C::CLASSES.block_size[class] as usize % align == 0 {
+                return Some(heap.alloc_small(class));
+            }
+        }
+    }
+    let padded = size.checked_add(align - C::NATURAL_ALIGN)?;
+    if padded > C::MEDIUM_LIMIT {
+        return None;
+    }
+    let block = heap.alloc_small(C::CLASSES.class_of(padded));
+    if block.is_null() {
+        return Some(block);
+    }
+    let p = (block as usize).next_multiple_of(align) as *mut u8;
+    if p != block {
+        let span = (block as usize & C::SPAN_MASK) as *mut Span;
+        // SAFETY: the block's span is a small span of this heap.
+        unsafe {
+            (*span).aligned_blocks = true;
+            (*span).fast_owner = ptr::null_mut();
+        }
+    }
+    Some(p)
+}
+
+/// Allocation after the thread's heap was orphaned (from later thread-exit work): served
+/// by an orphaned heap under the orphan lock.
+#[cold]
+fn alloc_after_exit<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
+    let global = C::global();
+    let mut orphans = global.orphans.lock();
+    let mut heap = *orphans;
+    if heap.is_null() {
+        heap = Heap::<C>::create();
+        if heap.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: a fresh heap; under the lock it joins the orphan list.
+        unsafe { (*heap).orphaned.store(true, Ordering::Relaxed) };
+        *orphans = heap;
+    }
+    // SAFETY: orphaned heaps are used only under the orphan lock, which we hold.
+    alloc_from::<C>(unsafe { &mut *heap }, layout, zero)
+}
+
+/// `GlobalAlloc::dealloc` for configuration `C`.
+///
 /// # Safety
-/// GlobalAlloc
-pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) { unsafe { System.dealloc(ptr, layout) } }
-/// realloc
+/// As `GlobalAlloc::dealloc`.
+#[inline(always)]
+pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
+    let bins = thread_state::<C>().heap.get();
+    if layout.align() < C::SPAN_SIZE {
+        let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
+        // SAFETY: with alignment below the span size a block lies in the first span of its
+        // run, whose header is valid; `fast_owner` equals our bins only for small spans
+        // this thread owns, so the list and count are ours to update.
+        unsafe {
+            if (*span).fast_owner == bins.cast() {
+                let block = ptr.cast::<Block>();
+                let head = (*span).free_list;
+                (*block).next = head;
+                (*span).free_list = block;
+                let used = (*span).used - 1;
+                (*span).used = used;
+                if used != 0 && !head.is_null() {
+                    return;
+                }
+                return Heap::<C>::from_bins(bins).free_transition(span);
+            }
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { dealloc_slow::<C>(ptr, layout, bins) }
+}
+
+/// Frees what the inline path does not: other threads' blocks, offset-aligned blocks,
+/// large and huge blocks.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins) {
+    if layout.align() >= C::SPAN_SIZE {
+        // SAFETY: such blocks are always huge.
+        return unsafe { huge::free::<C>(ptr, layout.align()) };
+    }
+    let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
+    // SAFETY: a live block's header is valid (see `dealloc`).
+    unsafe {
+        match (*span).kind {
+            Kind::Small => {
+                let block = block_start(span, ptr);
+                if (*span).heap == bins.cast() {
+                    Heap::<C>::from_bins(bins).free_small(span, block);
+                } else {
+                    free_remote::<C>((*span).heap.cast(), block.cast());
+                }
+            }
+            Kind::Large => {
+                if bins != empty_bins() {
+                    Heap::<C>::from_bins(bins).release_spans(span);
+                } else {
+                    C::global().release_run(span);
+                }
+            }
+            Kind::Huge => huge::free::<C>(ptr, layout.align()),
+        }
+    }
+}
+
+/// The start of the block holding `ptr` in a small span.
+///
 /// # Safety
-/// GlobalAlloc
-pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 { unsafe { System.realloc(ptr, layout, new_size) } }
-/// statistics
-pub fn statistics<C: Config>() -> Option<Statistics> { None }
+/// `span` is the small span holding `ptr`.
+#[inline]
+unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
+    // SAFETY: per the contract.
+    unsafe {
+        if !(*span).aligned_blocks {
+            return ptr;
+        }
+        let data = Span::data(span) as usize;
+        let size = (*span).block_size as usize;
+        (data + (ptr as usize - data) / size * size) as *mut u8
+    }
+}
+
+/// Hands a block to its owning heap through the heap's lock-free deferred list. If the
+/// heap has no thread (orphaned), frees it on the heap's behalf under the orphan lock so
+/// memory of exited threads still goes back.
+///
+/// # Safety
+/// `block` is the start of an allocated block of a small span owned by `heap`.
+unsafe fn free_remote<C: Config>(heap: *mut Heap<C>, block: *mut Block) {
+    // SAFETY: the heap outlives its spans (heaps are never unmapped); the block is ours to
+    // overwrite.
+    let heap = unsafe { &*heap };
+    let mut head = heap.deferred.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the block is being freed; its first word becomes the link.
+        unsafe { (*block).next = head };
+        match heap
+            .deferred
+            .compare_exchange_weak(head, block, Ordering::SeqCst, Ordering::Relaxed)
+        {
+            Ok(_) => break,
+            Err(current) => head = current,
+        }
+    }
+    // SeqCst pairs with `Heap::orphan`: either we see the flag, or its drain sees our push.
+    if heap.orphaned.load(Ordering::SeqCst) {
+        drain_orphan::<C>(heap as *const Heap<C> as *mut Heap<C>);
+    }
+}
+
+#[cold]
+fn drain_orphan<C: Config>(heap: *mut Heap<C>) {
+    let _orphans = C::global().orphans.lock();
+    // SAFETY: under the orphan lock an orphaned heap is ours to operate on; the flag is
+    // rechecked under the lock in case a thread adopted it meanwhile.
+    unsafe {
+        if (*heap).orphaned.load(Ordering::Relaxed) {
+            (*heap).drain_deferred();
+        }
+    }
+}
+
+/// `GlobalAlloc::realloc` for configuration `C`: in place when the block's class or span
+/// run already fits the new size (and is not more than twice it), `mremap` for huge
+/// blocks, else allocate, copy and free.
+///
+/// # Safety
+/// As `GlobalAlloc::realloc`.
+#[inline]
+pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    let align = layout.align();
+    if align < C::SPAN_SIZE {
+        let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
+        // SAFETY: a live block with alignment below the span size: valid header.
+        unsafe {
+            let usable = match (*span).kind {
+                Kind::Small => {
+                    block_start(span, ptr) as usize + (*span).block_size as usize - ptr as usize
+                }
+                Kind::Large => {
+                    span as usize + (*span).span_count as usize * C::SPAN_SIZE - ptr as usize
+                }
+                Kind::Huge => {
+                    if new_size > C::LARGE_LIMIT {
+                        let moved = huge::realloc::<C>(ptr, new_size);
+                        if !moved.is_null() {
+                            return moved;
+                        }
+                    }
+                    0
+                }
+            };
+            if new_size <= usable && new_size >= usable / 2 {
+                return ptr;
+            }
+        }
+    }
+    // SAFETY: forwarded contract (the new layout is valid per GlobalAlloc::realloc).
+    unsafe { realloc_move::<C>(ptr, layout, new_size) }
+}
+
+#[cold]
+unsafe fn realloc_move<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    // SAFETY: GlobalAlloc::realloc guarantees the new size with the old alignment is a
+    // valid layout.
+    unsafe {
+        let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+        let new = alloc::<C>(new_layout);
+        if !new.is_null() {
+            ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+            dealloc::<C>(ptr, layout);
+        }
+        new
+    }
+}
+
+/// The counters of configuration `C`, or `None` without `enable_statistics`.
+pub fn statistics<C: Config>() -> Option<Statistics> {
+    C::global().statistics()
+}

@@ -24,8 +24,20 @@ extern crate self as rpmalloc;
 mod api;
 pub mod config;
 mod global;
+mod heap;
+mod huge;
+mod lock;
+mod os;
+mod params;
+mod size_class;
+mod span;
 mod stats;
 mod thread;
+
+#[cfg(test)]
+mod test_config;
+#[cfg(test)]
+mod tests;
 
 pub use config::{Config, DefaultSpanSize};
 pub use rpmalloc_macros::define_rpmalloc;

@@ -1,13 +1,132 @@
-//! Per-thread slot (stub).
+//! The per-thread slot, thread setup on first allocation, and thread exit.
+//!
+//! Each `define_rpmalloc!` expansion declares its own `thread_local!` holding a
+//! [`ThreadState`] with a `const` initialiser. The type has no `Drop`, so the standard
+//! library compiles it to a bare `#[thread_local]` static: reading it is one
+//! `fs`-relative load, with no lazy-init test and no destructor registration, and it stays
+//! readable while the thread's other destructors run. (The `thread_local` crate cannot
+//! serve here: it allocates its per-thread buckets through the global allocator — that is,
+//! through us — and guards its thread ids with a mutex.)
+//!
+//! Thread exit is caught with a pthread key destructor, created once per configuration.
+//! glibc runs pthread key destructors after the Rust/C++ thread-local destructors, so
+//! those still allocate from the thread's own heap. After ours ran, the slot is marked
+//! dead and any later allocation goes through an orphaned heap under the orphan lock.
+
+use crate::config::Config;
+use crate::heap::{empty_bins, Bins, Heap};
 use core::cell::Cell;
-/// The per-thread slot of one configuration.
+use core::sync::atomic::Ordering;
+
+/// No heap yet; the next slow-path allocation sets one up.
+pub(crate) const UNINIT: u8 = 0;
+/// The thread owns the heap in `heap`.
+pub(crate) const LIVE: u8 = 1;
+/// The thread's heap has been orphaned at thread exit.
+pub(crate) const DEAD: u8 = 2;
+
+/// The per-thread slot of one allocator instance (used by `define_rpmalloc!`).
 pub struct ThreadState {
-    _h: Cell<usize>,
+    /// The thread's heap, or the shared empty bins before setup and after exit.
+    pub(crate) heap: Cell<*mut Bins>,
+    /// [`UNINIT`], [`LIVE`] or [`DEAD`].
+    pub(crate) status: Cell<u8>,
 }
+
 impl ThreadState {
-    /// Const constructor for the macro's thread-local.
+    /// The state of a thread that has not allocated yet.
+    #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
-        ThreadState { _h: Cell::new(0) }
+        ThreadState {
+            heap: Cell::new(empty_bins()),
+            status: Cell::new(UNINIT),
+        }
     }
 }
-impl Default for ThreadState { fn default() -> Self { Self::new() } }
+
+/// Gives the calling thread a heap (adopting an orphaned one if any). False when the OS
+/// refused memory for a new heap.
+///
+/// # Safety
+/// `state` is the calling thread's slot of configuration `C`, with status [`UNINIT`].
+#[cold]
+pub(crate) unsafe fn init_thread<C: Config>(state: &ThreadState) -> bool {
+    let heap = Heap::<C>::adopt_or_create();
+    if heap.is_null() {
+        return false;
+    }
+    if let Some(key) = exit_key::<C>() {
+        // SAFETY: a key we created; a non-null value makes its destructor run at exit.
+        unsafe { libc::pthread_setspecific(key, heap.cast()) };
+    }
+    state.heap.set(heap.cast());
+    state.status.set(LIVE);
+    true
+}
+
+/// The pthread key whose destructor orphans the heap, created on first use.
+fn exit_key<C: Config>() -> Option<libc::pthread_key_t> {
+    let global = C::global();
+    let stored = global.exit_key.load(Ordering::Acquire);
+    if stored != 0 {
+        return Some((stored - 1) as libc::pthread_key_t);
+    }
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: creating a key with a valid destructor function.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit::<C>)) } != 0 {
+        // Out of keys: the thread's heap is then never orphaned (it stays mapped).
+        return None;
+    }
+    match global
+        .exit_key
+        .compare_exchange(0, key as usize + 1, Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => {
+            // SAFETY: handlers are plain functions that only take and release locks.
+            unsafe {
+                libc::pthread_atfork(
+                    Some(fork_prepare::<C>),
+                    Some(fork_parent::<C>),
+                    Some(fork_child::<C>),
+                );
+            }
+            Some(key)
+        }
+        Err(existing) => {
+            // Another thread won the race; drop ours.
+            // SAFETY: our own key, never used.
+            unsafe { libc::pthread_key_delete(key) };
+            Some((existing - 1) as libc::pthread_key_t)
+        }
+    }
+}
+
+/// pthread key destructor: orphans the exiting thread's heap.
+unsafe extern "C" fn on_thread_exit<C: Config>(_value: *mut libc::c_void) {
+    // SAFETY: the slot is a destructor-less thread-local, still readable while pthread
+    // key destructors run.
+    let state = unsafe { &*C::thread_state() };
+    let bins = state.heap.replace(empty_bins());
+    state.status.set(DEAD);
+    if bins != empty_bins() {
+        // SAFETY: a real heap of this configuration, owned by this thread until now.
+        unsafe { Heap::<C>::from_bins(bins) }.orphan();
+    }
+}
+
+/// Before `fork`: take every lock so the child never inherits one mid-update.
+extern "C" fn fork_prepare<C: Config>() {
+    C::global().lock_all();
+}
+
+/// After `fork`, in the parent: release them.
+extern "C" fn fork_parent<C: Config>() {
+    // SAFETY: fork_prepare took them on this thread.
+    unsafe { C::global().unlock_all() };
+}
+
+/// After `fork`, in the child: only this thread exists; reset the locks.
+extern "C" fn fork_child<C: Config>() {
+    // SAFETY: in the child, just after fork.
+    unsafe { C::global().reset_locks() };
+}

@@ -1,0 +1,251 @@
+//! Code generation for `define_rpmalloc!`.
+
+use crate::keys::{self, KEYS};
+use crate::parse::{parse_input, Input, Setting, Value};
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+
+/// Expands a `define_rpmalloc!` input: the allocator type and its implementations, preceded
+/// by a `compile_error!` for every mistake in the input.
+pub fn define_rpmalloc(tokens: TokenStream) -> TokenStream {
+    match parse_input(tokens) {
+        Ok(input) => {
+            let errors = input
+                .errors
+                .as_ref()
+                .map(syn::Error::to_compile_error)
+                .unwrap_or_default();
+            let allocator = expand(&input);
+            quote! {
+                #errors
+                #allocator
+            }
+        }
+        Err(error) => error.to_compile_error(),
+    }
+}
+
+/// The allocator type and its implementations for a parsed input, using the valid settings.
+pub fn expand(input: &Input) -> TokenStream {
+    let Input {
+        attrs, vis, name, ..
+    } = input;
+    let docs = generated_docs(input);
+    // `#[cfg]` on the type must also remove the implementations.
+    let cfgs = attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+
+    let span_size = if let Some(Setting {
+        value: Value::Int(bytes),
+        ident,
+        ..
+    }) = input.setting(keys::SPAN_SIZE)
+    {
+        // `typenum` names every power of two, so `U4096` ..= `U262144` all exist.
+        let ty = format_ident!("U{}", bytes, span = ident.span());
+        quote!(::rpmalloc::typenum::#ty)
+    } else {
+        quote!(::rpmalloc::DefaultSpanSize)
+    };
+    let constants = input
+        .settings
+        .iter()
+        .filter(|setting| setting.key.name != keys::SPAN_SIZE)
+        .map(|setting| {
+            let constant =
+                format_ident!("{}", setting.key.const_name(), span = setting.ident.span());
+            let (ty, value) = match setting.value {
+                Value::Bool(value) => (quote!(bool), quote!(#value)),
+                Value::Int(value) => {
+                    let value = Literal::u64_unsuffixed(value);
+                    (quote!(usize), quote!(#value))
+                }
+            };
+            quote!(const #constant: #ty = #value;)
+        });
+
+    quote! {
+        #(#attrs)*
+        #docs
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+        #vis struct #name;
+
+        #(#cfgs)*
+        const _: () = {
+            #[doc(hidden)]
+            pub struct __RpmallocConfig;
+
+            static __RPMALLOC_GLOBAL: ::rpmalloc::__private::Global<__RpmallocConfig> =
+                ::rpmalloc::__private::Global::new();
+
+            ::std::thread_local! {
+                static __RPMALLOC_THREAD: ::rpmalloc::__private::ThreadState =
+                    const { ::rpmalloc::__private::ThreadState::new() };
+            }
+
+            // SAFETY: `global` always returns the one static above and `thread_state` this
+            // expansion's own thread-local, which has no destructor and so lives as long as
+            // the thread.
+            unsafe impl ::rpmalloc::Config for __RpmallocConfig {
+                type SpanSize = #span_size;
+                #(#constants)*
+
+                #[inline(always)]
+                fn global() -> &'static ::rpmalloc::__private::Global<Self> {
+                    &__RPMALLOC_GLOBAL
+                }
+
+                #[inline(always)]
+                fn thread_state() -> *const ::rpmalloc::__private::ThreadState {
+                    __RPMALLOC_THREAD.with(|t| t as *const ::rpmalloc::__private::ThreadState)
+                }
+            }
+
+            // SAFETY: every method forwards to the rpmalloc entry point of the same name with
+            // this configuration; those uphold the `GlobalAlloc` contract.
+            unsafe impl ::core::alloc::GlobalAlloc for #name {
+                #[inline]
+                unsafe fn alloc(&self, layout: ::core::alloc::Layout) -> *mut u8 {
+                    unsafe { ::rpmalloc::__private::alloc::<__RpmallocConfig>(layout) }
+                }
+
+                #[inline]
+                unsafe fn dealloc(&self, ptr: *mut u8, layout: ::core::alloc::Layout) {
+                    unsafe { ::rpmalloc::__private::dealloc::<__RpmallocConfig>(ptr, layout) }
+                }
+
+                #[inline]
+                unsafe fn alloc_zeroed(&self, layout: ::core::alloc::Layout) -> *mut u8 {
+                    unsafe { ::rpmalloc::__private::alloc_zeroed::<__RpmallocConfig>(layout) }
+                }
+
+                #[inline]
+                unsafe fn realloc(
+                    &self,
+                    ptr: *mut u8,
+                    layout: ::core::alloc::Layout,
+                    new_size: usize,
+                ) -> *mut u8 {
+                    unsafe {
+                        ::rpmalloc::__private::realloc::<__RpmallocConfig>(ptr, layout, new_size)
+                    }
+                }
+            }
+
+            impl #name {
+                /// This instance's counters, or `None` when it was defined without
+                /// `enable_statistics: true`.
+                #[allow(dead_code)]
+                pub fn statistics(&self) -> ::core::option::Option<::rpmalloc::Statistics> {
+                    ::rpmalloc::__private::statistics::<__RpmallocConfig>()
+                }
+            }
+        };
+    }
+}
+
+/// The `#[doc]` attributes describing the allocator and its effective configuration.
+fn generated_docs(input: &Input) -> TokenStream {
+    let mut lines = Vec::new();
+    if input.attrs.iter().any(|attr| attr.path().is_ident("doc")) {
+        // Start a new paragraph after the caller's own documentation.
+        lines.push(String::new());
+    }
+    lines.extend(
+        [
+            " A thread-caching rpmalloc allocator instance, defined by `define_rpmalloc!`.",
+            "",
+            " It has its own global state, per-thread heaps and span caches, shared with no",
+            " other instance. Use it through `GlobalAlloc`, or install it with",
+            " `#[global_allocator]`.",
+            "",
+            " Effective configuration:",
+            "",
+            " | key | value |",
+            " |---|---|",
+        ]
+        .map(str::to_owned),
+    );
+    for key in KEYS {
+        let value = match input.setting(key.name).map(|setting| setting.value) {
+            Some(Value::Int(value)) => value.to_string(),
+            Some(Value::Bool(value)) => value.to_string(),
+            None => format!("{} (default)", key.default),
+        };
+        lines.push(format!(" | `{}` | {value} |", key.name));
+    }
+    quote!(#(#[doc = #lines])*)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(tokens: TokenStream) -> String {
+        define_rpmalloc(tokens).to_string()
+    }
+
+    #[test]
+    fn defaults_use_default_span_size_and_no_constants() {
+        let out = expand_str(quote!(pub Plain));
+        assert!(
+            out.contains("type SpanSize = :: rpmalloc :: DefaultSpanSize ;"),
+            "{out}"
+        );
+        assert!(!out.contains("const SPAN_MAP_COUNT"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("pub struct Plain ;"), "{out}");
+        assert!(out.contains("| `span_size` | 65536 (default) |"), "{out}");
+    }
+
+    #[test]
+    fn given_keys_become_constants() {
+        let out = expand_str(quote!(Lean, <
+            enable_thread_cache: false,
+            span_size: 0x4_0000,
+            span_map_count: 16usize,
+        >));
+        assert!(
+            out.contains("type SpanSize = :: rpmalloc :: typenum :: U262144 ;"),
+            "{out}"
+        );
+        assert!(
+            out.contains("const ENABLE_THREAD_CACHE : bool = false ;"),
+            "{out}"
+        );
+        assert!(out.contains("const SPAN_MAP_COUNT : usize = 16 ;"), "{out}");
+        assert!(!out.contains("ENABLE_GLOBAL_CACHE"), "{out}");
+        assert!(out.contains("| `span_size` | 262144 |"), "{out}");
+        assert!(
+            out.contains("| `enable_global_cache` | true (default) |"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn errors_still_declare_the_type() {
+        let out = expand_str(quote!(A, <span_size: 3, enable_statistics: true>));
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("struct A ;"), "{out}");
+        assert!(
+            out.contains("const ENABLE_STATISTICS : bool = true ;"),
+            "{out}"
+        );
+        assert!(out.contains("DefaultSpanSize"), "{out}");
+    }
+
+    #[test]
+    fn missing_name_is_only_an_error() {
+        let out = expand_str(quote!());
+        assert!(out.starts_with(":: core :: compile_error !"), "{out}");
+        assert!(!out.contains("struct"), "{out}");
+    }
+
+    #[test]
+    fn cfg_applies_to_the_implementations() {
+        let out = expand_str(quote!(
+            #[cfg(unix)]
+            A
+        ));
+        assert_eq!(out.matches("# [cfg (unix)]").count(), 2, "{out}");
+    }
+}

@@ -1,0 +1,537 @@
+//! The per-thread heap: size-class bins, partial spans, the thread span cache, the span
+//! reserve, and the list of blocks other threads freed.
+//!
+//! A heap is used by one thread at a time: the thread that owns it, or — once that thread
+//! has exited and the heap is orphaned — whoever holds the global orphan lock. Nothing in a
+//! heap is atomic except the deferred-free list (pushed by other threads) and the orphaned
+//! flag.
+//!
+//! Small spans: the bin of a size class points at the class's *active* span and the fast
+//! path pops that span's free list. `used` counts allocated blocks plus one while a span is
+//! active, so a free can never see an active span as empty and the cheap test
+//! `used == 0 || list was empty` on the free path catches every state change.
+
+use crate::config::Config;
+use crate::params::Params;
+use crate::size_class::MAX_CLASS_COUNT;
+use crate::span::{
+    Block, Kind, Span, SpanDList, SpanStack, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE,
+};
+use core::marker::PhantomData;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+/// The part of a heap the allocation fast path reads: each class's active span.
+/// Every entry points at a real span or at [`EMPTY_SPAN`], never null, so the fast path
+/// needs no null test.
+#[repr(C)]
+pub(crate) struct Bins {
+    /// Active span per size class.
+    pub active: [*mut Span; MAX_CLASS_COUNT],
+}
+
+/// A static span with an empty free list: what inactive bins point at.
+pub(crate) struct SyncSpan(Span);
+// SAFETY: never written; its free list is null, so no path ever stores into it.
+unsafe impl Sync for SyncSpan {}
+
+pub(crate) static EMPTY_SPAN: SyncSpan = SyncSpan(Span {
+    fast_owner: ptr::null_mut(),
+    free_list: ptr::null_mut(),
+    used: 0,
+    block_count: 0,
+    limit: 0,
+    block_size: 0,
+    class: 0,
+    kind: Kind::Small,
+    state: State::Full,
+    aligned_blocks: false,
+    heap: ptr::null_mut(),
+    prev: ptr::null_mut(),
+    next: ptr::null_mut(),
+    span_count: 0,
+    offset_from_master: 0,
+    total_spans: 0,
+    remaining_spans: core::sync::atomic::AtomicU32::new(0),
+    map_size: 0,
+});
+
+/// The bins of a thread without a heap: every class empty, so the fast path falls through
+/// to the slow path, which sets the thread up. Never written.
+pub(crate) struct SyncBins(Bins);
+// SAFETY: never written (only real heaps' bins are stored to).
+unsafe impl Sync for SyncBins {}
+
+pub(crate) static EMPTY_BINS: SyncBins = SyncBins(Bins {
+    active: [empty_span(); MAX_CLASS_COUNT],
+});
+
+/// Pointer to [`EMPTY_SPAN`].
+#[inline(always)]
+pub(crate) const fn empty_span() -> *mut Span {
+    (&raw const EMPTY_SPAN.0).cast_mut()
+}
+
+/// Pointer to [`EMPTY_BINS`].
+#[inline(always)]
+pub(crate) const fn empty_bins() -> *mut Bins {
+    (&raw const EMPTY_BINS.0).cast_mut()
+}
+
+/// A thread heap of configuration `C`. `bins` comes first so a `*mut Bins` taken from the
+/// thread slot is also the heap's address.
+#[repr(C)]
+pub(crate) struct Heap<C> {
+    /// The fast-path view.
+    pub bins: Bins,
+    /// Blocks of this heap's small spans freed by other threads.
+    pub deferred: AtomicPtr<Block>,
+    /// Set while the heap has no thread (on the orphan list).
+    pub orphaned: AtomicBool,
+    /// Partial spans per size class.
+    partial: [*mut Span; MAX_CLASS_COUNT],
+    /// Thread span cache per span count.
+    cache: [SpanStack; LARGE_CLASS_COUNT],
+    /// Unused spans left over from the last mapping.
+    reserve: *mut Span,
+    /// Spans in the reserve.
+    reserve_count: usize,
+    /// Master of the reserve's mapping.
+    reserve_master: *mut Span,
+    /// Next heap on the orphan list.
+    pub next_orphan: *mut Heap<C>,
+    /// Spans of each count this heap has handed out and not taken back (adaptive cache).
+    span_in_use: [u32; LARGE_CLASS_COUNT],
+    /// Highest `span_in_use` seen (adaptive cache).
+    span_peak: [u32; LARGE_CLASS_COUNT],
+    _config: PhantomData<C>,
+}
+
+impl<C: Config> Heap<C> {
+    const NEW: Self = Heap {
+        bins: Bins {
+            active: [empty_span(); MAX_CLASS_COUNT],
+        },
+        deferred: AtomicPtr::new(ptr::null_mut()),
+        orphaned: AtomicBool::new(false),
+        partial: [ptr::null_mut(); MAX_CLASS_COUNT],
+        cache: [const { SpanStack::EMPTY }; LARGE_CLASS_COUNT],
+        reserve: ptr::null_mut(),
+        reserve_count: 0,
+        reserve_master: ptr::null_mut(),
+        next_orphan: ptr::null_mut(),
+        span_in_use: [0; LARGE_CLASS_COUNT],
+        span_peak: [0; LARGE_CLASS_COUNT],
+        _config: PhantomData,
+    };
+
+    /// Maps and initialises a new heap; null when the OS refuses. Heaps are never unmapped:
+    /// an exited thread's heap waits on the orphan list for the next thread.
+    ///
+    /// The record is mapped with `memmap2`: it needs no alignment beyond a page and is
+    /// never partially unmapped, which is exactly what that crate offers.
+    #[cold]
+    pub(crate) fn create() -> *mut Heap<C> {
+        let len = core::mem::size_of::<Heap<C>>();
+        let Ok(mut map) = memmap2::MmapOptions::new().len(len).map_anon() else {
+            return ptr::null_mut();
+        };
+        let heap = map.as_mut_ptr().cast::<Heap<C>>();
+        // The heap lives for the rest of the process; keep the mapping.
+        core::mem::forget(map);
+        // SAFETY: a fresh page-aligned mapping of at least size_of::<Heap<C>>() bytes.
+        unsafe { heap.write(Self::NEW) };
+        let global = C::global();
+        global.stats.heap_created::<C>();
+        global
+            .stats
+            .mapped::<C>(len.next_multiple_of(crate::os::page_size()));
+        heap
+    }
+
+    /// The heap whose bins are at `bins`.
+    ///
+    /// # Safety
+    /// `bins` came from a real heap of this configuration (not [`EMPTY_BINS`]).
+    #[inline(always)]
+    pub(crate) unsafe fn from_bins<'a>(bins: *mut Bins) -> &'a mut Heap<C> {
+        // SAFETY: bins is the first field of a #[repr(C)] Heap<C>, per the contract.
+        unsafe { &mut *bins.cast::<Heap<C>>() }
+    }
+
+    /// The type-erased address spans record as their owner.
+    #[inline(always)]
+    fn id(&mut self) -> *mut u8 {
+        (self as *mut Self).cast()
+    }
+
+    // ---- small and medium blocks -------------------------------------------------------
+
+    /// Allocates a block of `class`.
+    #[inline]
+    pub(crate) fn alloc_small(&mut self, class: usize) -> *mut u8 {
+        let span = self.bins.active[class];
+        // SAFETY: bins hold real spans or EMPTY_SPAN, whose list is null.
+        unsafe {
+            let block = (*span).free_list;
+            if !block.is_null() {
+                (*span).free_list = (*block).next;
+                (*span).used += 1;
+                return block.cast();
+            }
+        }
+        self.alloc_small_slow(class)
+    }
+
+    /// Refills the class from the active span's untouched blocks, a partial span or a new
+    /// span, after collecting blocks other threads freed.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn alloc_small_slow(&mut self, class: usize) -> *mut u8 {
+        if !self.deferred.load(Ordering::Relaxed).is_null() {
+            self.drain_deferred();
+        }
+        loop {
+            let span = self.bins.active[class];
+            // SAFETY: bins and partial lists hold valid headers owned by this heap.
+            unsafe {
+                if !(*span).free_list.is_null() {
+                    let block = (*span).free_list;
+                    (*span).free_list = (*block).next;
+                    (*span).used += 1;
+                    return block.cast();
+                }
+                if span != empty_span() {
+                    if (*span).limit < (*span).block_count {
+                        Self::carve(span);
+                        continue;
+                    }
+                    // Every block is out: the span leaves the bin until a free returns one.
+                    (*span).state = State::Full;
+                    (*span).used -= 1;
+                    self.bins.active[class] = empty_span();
+                }
+                let partial = self.partial[class];
+                if !partial.is_null() {
+                    SpanDList::remove(&mut self.partial[class], partial);
+                    (*partial).state = State::Active;
+                    (*partial).used += 1;
+                    self.bins.active[class] = partial;
+                    continue;
+                }
+            }
+            let (span, _) = self.acquire_spans(1);
+            if span.is_null() {
+                return ptr::null_mut();
+            }
+            self.init_small(span, class);
+            self.bins.active[class] = span;
+        }
+    }
+
+    /// Prepares a free single span to serve `class` as its active span.
+    fn init_small(&mut self, span: *mut Span, class: usize) {
+        let id = self.id();
+        // SAFETY: a free run of one span owned by this heap; the mapping fields
+        // (span_count, offsets, master counters) are left alone.
+        unsafe {
+            (*span).fast_owner = id;
+            (*span).free_list = ptr::null_mut();
+            (*span).used = 1;
+            (*span).block_count = C::CLASSES.block_count[class];
+            (*span).limit = 0;
+            (*span).block_size = C::CLASSES.block_size[class];
+            (*span).class = class as u8;
+            (*span).kind = Kind::Small;
+            (*span).state = State::Active;
+            (*span).aligned_blocks = false;
+            (*span).heap = id;
+        }
+    }
+
+    /// Links up to a page's worth of never-used blocks onto the (empty) free list, so a
+    /// fresh span touches its memory a page at a time.
+    ///
+    /// # Safety
+    /// `span` is a small span with an empty free list and `limit < block_count`.
+    unsafe fn carve(span: *mut Span) {
+        // SAFETY: blocks [limit, limit + n) lie inside the span and are unused.
+        unsafe {
+            let size = (*span).block_size as usize;
+            let first = (*span).limit as usize;
+            let n = ((*span).block_count as usize - first).min((4096 / size).max(1));
+            let base = Span::data(span).add(first * size);
+            for i in 0..n - 1 {
+                let block = base.add(i * size).cast::<Block>();
+                (*block).next = base.add((i + 1) * size).cast();
+            }
+            (*base.add((n - 1) * size).cast::<Block>()).next = ptr::null_mut();
+            (*span).free_list = base.cast();
+            (*span).limit += n as u32;
+        }
+    }
+
+    /// Frees `block` of this heap's small span `span` (the slow-path form of the inline
+    /// fast path in `api.rs`).
+    ///
+    /// # Safety
+    /// `block` is the start of an allocated block of `span`, which this heap owns.
+    #[inline]
+    pub(crate) unsafe fn free_small(&mut self, span: *mut Span, block: *mut u8) {
+        // SAFETY: per the contract.
+        unsafe {
+            let block = block.cast::<Block>();
+            let head = (*span).free_list;
+            (*block).next = head;
+            (*span).free_list = block;
+            (*span).used -= 1;
+            if (*span).used == 0 || head.is_null() {
+                self.free_transition(span);
+            }
+        }
+    }
+
+    /// Handles a free that emptied a span or gave a full span its first free block.
+    ///
+    /// # Safety
+    /// `span` is a small span of this heap that just received a block.
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn free_transition(&mut self, span: *mut Span) {
+        // SAFETY: per the contract; list membership follows `state`.
+        unsafe {
+            let class = (*span).class as usize;
+            if (*span).used == 0 {
+                // Active spans hold +1, so this one is partial or full: release it.
+                if (*span).state == State::Partial {
+                    SpanDList::remove(&mut self.partial[class], span);
+                }
+                (*span).fast_owner = ptr::null_mut();
+                self.release_spans(span);
+            } else if (*span).state == State::Full {
+                (*span).state = State::Partial;
+                SpanDList::push(&mut self.partial[class], span);
+            }
+        }
+    }
+
+    /// Collects the blocks other threads freed into this heap and frees them locally.
+    #[cold]
+    pub(crate) fn drain_deferred(&mut self) {
+        let mut block = self.deferred.swap(ptr::null_mut(), Ordering::Acquire);
+        while !block.is_null() {
+            // SAFETY: deferred blocks are block starts of this heap's small spans, pushed
+            // with release ordering by the freeing thread.
+            unsafe {
+                let next = (*block).next;
+                let span = (block as usize & C::SPAN_MASK) as *mut Span;
+                self.free_small(span, block.cast());
+                block = next;
+            }
+        }
+    }
+
+    // ---- spans ---------------------------------------------------------------------
+
+    /// Gets a free run of `count` spans: thread cache, reserve, global cache, new mapping.
+    /// The flag says the memory is fresh from the OS (reads as zero). Null when the OS
+    /// refuses.
+    pub(crate) fn acquire_spans(&mut self, count: usize) -> (*mut Span, bool) {
+        if C::ENABLE_ADAPTIVE_THREAD_CACHE {
+            let used = &mut self.span_in_use[count - 1];
+            *used += 1;
+            self.span_peak[count - 1] = self.span_peak[count - 1].max(*used);
+        }
+        if C::ENABLE_THREAD_CACHE {
+            let span = self.cache[count - 1].pop();
+            if !span.is_null() {
+                return (span, false);
+            }
+        }
+        if self.reserve_count >= count {
+            return (self.take_reserve(count), true);
+        }
+        if C::ENABLE_GLOBAL_CACHE {
+            let span = if C::ENABLE_THREAD_CACHE && !self.orphaned.load(Ordering::Relaxed) {
+                let cache = &mut self.cache[count - 1];
+                C::global().cache_extract(count, cache, C::transfer_batch(count));
+                cache.pop()
+            } else {
+                let mut one = SpanStack::EMPTY;
+                C::global().cache_extract(count, &mut one, 1);
+                one.pop()
+            };
+            if !span.is_null() {
+                return (span, false);
+            }
+        }
+        self.map_spans(count)
+    }
+
+    /// Maps a new run, keeping the spans beyond `count` as the reserve.
+    #[cold]
+    fn map_spans(&mut self, count: usize) -> (*mut Span, bool) {
+        let map_count = count.max(C::SPAN_MAP_COUNT);
+        let span = C::global().map_spans(map_count);
+        if span.is_null() {
+            return (ptr::null_mut(), false);
+        }
+        if map_count > count {
+            self.release_reserve();
+            // SAFETY: span heads a fresh mapping of map_count spans.
+            unsafe {
+                (*span).span_count = count as u32;
+                self.reserve = span.cast::<u8>().add(count * C::SPAN_SIZE).cast();
+            }
+            self.reserve_count = map_count - count;
+            self.reserve_master = span;
+        }
+        (span, true)
+    }
+
+    /// Cuts a run of `count` spans off the front of the reserve.
+    fn take_reserve(&mut self, count: usize) -> *mut Span {
+        let span = self.reserve;
+        // SAFETY: the reserve is an unused, mapped tail of the reserve master's mapping.
+        unsafe {
+            (*span).span_count = count as u32;
+            (*span).offset_from_master =
+                ((span as usize - self.reserve_master as usize) / C::SPAN_SIZE) as u32;
+            self.reserve_count -= count;
+            self.reserve = if self.reserve_count == 0 {
+                ptr::null_mut()
+            } else {
+                span.cast::<u8>().add(count * C::SPAN_SIZE).cast()
+            };
+        }
+        span
+    }
+
+    /// Gives the unused reserve back to the OS.
+    fn release_reserve(&mut self) {
+        if self.reserve_count > 0 {
+            let count = self.reserve_count;
+            let span = self.take_reserve(count);
+            // SAFETY: a free run, now with its header written.
+            unsafe { C::global().unmap_run(span) };
+        }
+    }
+
+    /// Takes back a free run: into the thread cache while this heap has a thread, else
+    /// the global cache or the OS.
+    pub(crate) fn release_spans(&mut self, span: *mut Span) {
+        // SAFETY: span is a free run header.
+        let count = unsafe { (*span).span_count } as usize;
+        if C::ENABLE_ADAPTIVE_THREAD_CACHE {
+            let used = &mut self.span_in_use[count - 1];
+            *used = used.saturating_sub(1);
+        }
+        if C::ENABLE_THREAD_CACHE && !self.orphaned.load(Ordering::Relaxed) {
+            let mut limit = C::thread_cache_limit(count);
+            if C::ENABLE_ADAPTIVE_THREAD_CACHE {
+                limit = limit.min(self.span_peak[count - 1] as usize).max(1);
+            }
+            let cache = &mut self.cache[count - 1];
+            // SAFETY: a free run no list holds.
+            unsafe { cache.push(span) };
+            if cache.count > limit {
+                let spill = (cache.count - limit).max(C::transfer_batch(count));
+                // SAFETY: the thread cache holds only free runs of `count` spans.
+                unsafe { C::global().cache_insert(count, cache, spill) };
+            }
+            return;
+        }
+        // SAFETY: a free run.
+        unsafe { C::global().release_run(span) };
+    }
+
+    // ---- large blocks --------------------------------------------------------------
+
+    /// Allocates a block of `size` bytes aligned to `align` (< span size) in a run of
+    /// spans; the flag says the memory is fresh from the OS. The caller checked the run
+    /// fits [`LARGE_CLASS_COUNT`] spans.
+    pub(crate) fn alloc_large(&mut self, size: usize, align: usize) -> (*mut u8, bool) {
+        let count = Self::large_span_count(size, align);
+        let (span, fresh) = self.acquire_spans(count);
+        if span.is_null() {
+            return (ptr::null_mut(), false);
+        }
+        // SAFETY: a free run of `count` spans; only block fields are written.
+        unsafe {
+            (*span).fast_owner = ptr::null_mut();
+            (*span).kind = Kind::Large;
+            (*span).heap = ptr::null_mut();
+        }
+        let data = Span::data(span) as usize;
+        ((data.next_multiple_of(align)) as *mut u8, fresh)
+    }
+
+    /// Spans needed for a large block.
+    #[inline]
+    pub(crate) fn large_span_count(size: usize, align: usize) -> usize {
+        let pad = align.saturating_sub(SPAN_HEADER_SIZE);
+        (SPAN_HEADER_SIZE + size + pad).div_ceil(C::SPAN_SIZE)
+    }
+
+    // ---- thread exit ---------------------------------------------------------------
+
+    /// Orphans this heap: hands its caches and reserve back, releases empty spans, and
+    /// puts it on the orphan list for the next thread. Called once when its thread exits.
+    pub(crate) fn orphan(&mut self) {
+        let global = C::global();
+        let mut orphans = global.orphans.lock();
+        // Set first (SeqCst, paired with the push then load in `api::free_remote`): a
+        // thread that pushes after our drain below is sure to see the flag and drain.
+        self.orphaned.store(true, Ordering::SeqCst);
+        self.drain_deferred();
+        for class in 0..MAX_CLASS_COUNT {
+            let span = self.bins.active[class];
+            if span == empty_span() {
+                continue;
+            }
+            self.bins.active[class] = empty_span();
+            // SAFETY: an active span of this heap.
+            unsafe {
+                (*span).used -= 1;
+                if (*span).used == 0 {
+                    (*span).fast_owner = ptr::null_mut();
+                    self.release_spans(span);
+                } else if !(*span).free_list.is_null() || (*span).limit < (*span).block_count {
+                    (*span).state = State::Partial;
+                    SpanDList::push(&mut self.partial[class], span);
+                } else {
+                    (*span).state = State::Full;
+                }
+            }
+        }
+        for count in 1..=LARGE_CLASS_COUNT {
+            let cache = &mut self.cache[count - 1];
+            let n = cache.count;
+            // SAFETY: thread caches hold free runs of `count` spans.
+            unsafe { global.cache_insert(count, cache, n) };
+        }
+        self.release_reserve();
+        self.next_orphan = *orphans;
+        *orphans = self;
+    }
+
+    /// Takes an orphaned heap for the calling thread, or creates one; null if the OS
+    /// refuses a new heap.
+    pub(crate) fn adopt_or_create() -> *mut Heap<C> {
+        let global = C::global();
+        {
+            let mut orphans = global.orphans.lock();
+            let heap = *orphans;
+            if !heap.is_null() {
+                // SAFETY: orphaned heaps are valid and, under the lock, ours to take.
+                unsafe {
+                    *orphans = (*heap).next_orphan;
+                    (*heap).next_orphan = ptr::null_mut();
+                    (*heap).orphaned.store(false, Ordering::Relaxed);
+                }
+                return heap;
+            }
+        }
+        Self::create()
+    }
+}

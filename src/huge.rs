@@ -1,0 +1,99 @@
+//! Huge blocks: too big for a run of 63 spans (or aligned to a span or more), mapped
+//! directly from the OS with a span header in front, and unmapped on free.
+//!
+//! Normally the header sits at the span-aligned start of the mapping and the pointer's
+//! span mask finds it. A block aligned to the span size or more would mask to itself, so
+//! for those the header sits exactly one span before the block; `dealloc` knows which from
+//! the layout's alignment.
+
+use crate::config::Config;
+use crate::os;
+use crate::params::Params;
+use crate::span::{Kind, Span, SPAN_HEADER_SIZE};
+use core::ptr;
+
+/// Maps a huge block of `size` bytes aligned to `align`. Null when the OS refuses.
+#[cold]
+pub(crate) fn alloc<C: Config>(size: usize, align: usize) -> *mut u8 {
+    let page = os::page_size();
+    let (offset, map_align) = if align >= C::SPAN_SIZE {
+        (C::SPAN_SIZE, align)
+    } else {
+        (align.max(SPAN_HEADER_SIZE), C::SPAN_SIZE)
+    };
+    let Some(len) = size.checked_add(offset).and_then(|l| os::align_up(l, page)) else {
+        return ptr::null_mut();
+    };
+    let header_offset = if align >= C::SPAN_SIZE {
+        C::SPAN_SIZE
+    } else {
+        0
+    };
+    let base = C::global().map_huge(len, map_align, header_offset);
+    if base.is_null() {
+        return ptr::null_mut();
+    }
+    let span = base.cast::<Span>();
+    // SAFETY: fresh zeroed mapping; the header fits its first page.
+    unsafe {
+        (*span).kind = Kind::Huge;
+        (*span).map_size = len;
+        base.add(offset)
+    }
+}
+
+/// The header of a huge block.
+#[inline]
+fn header<C: Config>(ptr: *mut u8, align: usize) -> *mut Span {
+    if align >= C::SPAN_SIZE {
+        ptr.wrapping_sub(C::SPAN_SIZE).cast()
+    } else {
+        (ptr as usize & C::SPAN_MASK) as *mut Span
+    }
+}
+
+/// Unmaps the huge block at `ptr`.
+///
+/// # Safety
+/// `ptr` is a live huge block of this configuration allocated with alignment `align`.
+#[cold]
+pub(crate) unsafe fn free<C: Config>(ptr: *mut u8, align: usize) {
+    let span = header::<C>(ptr, align);
+    // SAFETY: per the contract the header is valid.
+    let len = unsafe { (*span).map_size };
+    C::global().unmap_huge(span.cast(), len);
+}
+
+/// Resizes a huge block (alignment below the span size) in place or by moving its pages
+/// with `mremap`; null if that is not possible (the caller then copies).
+///
+/// # Safety
+/// `ptr` is a live huge block of this configuration with alignment below the span size.
+#[cold]
+pub(crate) unsafe fn realloc<C: Config>(ptr: *mut u8, new_size: usize) -> *mut u8 {
+    let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
+    let offset = ptr as usize - span as usize;
+    let Some(new_len) = new_size
+        .checked_add(offset)
+        .and_then(|l| os::align_up(l, os::page_size()))
+    else {
+        return ptr::null_mut();
+    };
+    // SAFETY: per the contract the header is valid.
+    let old_len = unsafe { (*span).map_size };
+    if new_len <= old_len && new_len >= old_len / 2 {
+        return ptr;
+    }
+    let moved = os::remap(span.cast(), old_len, new_len, C::SPAN_SIZE);
+    if moved.is_null() {
+        return ptr::null_mut();
+    }
+    let stats = &C::global().stats;
+    stats.unmapped::<C>(old_len);
+    stats.mapped::<C>(new_len);
+    // SAFETY: the header moved with the mapping.
+    unsafe {
+        (*moved.cast::<Span>()).map_size = new_len;
+        moved.add(offset)
+    }
+}

@@ -1,0 +1,255 @@
+//! The span: a span-size-aligned run of memory whose first 128 bytes describe it.
+//!
+//! A pointer's span is found by masking its low bits, so freeing needs no lookup table.
+//! Spans come in three kinds:
+//! * small: one span cut into blocks of one size class, owned by one heap;
+//! * large: a run of 1..=63 spans holding one block;
+//! * huge: a direct OS mapping holding one block.
+//!
+//! Spans are mapped `span_map_count` at a time. The first span of such a mapping is the
+//! *master*: it counts the spans of the mapping that are not yet released and unmaps the
+//! whole mapping when the count drops to zero. Every run records its offset from the master.
+
+use core::ptr;
+use core::sync::atomic::AtomicU32;
+
+/// Bytes reserved at the start of every span for its header.
+pub(crate) const SPAN_HEADER_SIZE: usize = 128;
+/// Runs of up to this many spans are "large"; bigger blocks are mapped directly.
+pub(crate) const LARGE_CLASS_COUNT: usize = 63;
+
+/// A free block: its first word links to the next free block.
+#[repr(C)]
+pub(crate) struct Block {
+    pub next: *mut Block,
+}
+
+/// What a span holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    /// Blocks of one size class.
+    Small = 0,
+    /// One block spanning a run of spans.
+    Large = 1,
+    /// One block in a direct mapping.
+    Huge = 2,
+}
+
+/// Where a small span sits in its heap.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(crate) enum State {
+    /// The span its size class allocates from (holds the heap's +1 reference on `used`).
+    Active = 0,
+    /// In the class's partial list: has free or never-used blocks.
+    Partial = 1,
+    /// Every block is allocated; in no list.
+    Full = 2,
+}
+
+/// The span header. Fields the free fast path reads come first.
+#[repr(C)]
+pub(crate) struct Span {
+    /// The owning heap's bins when every free of this span may take the fast path (a small
+    /// span without offset-aligned blocks); null otherwise.
+    pub fast_owner: *mut u8,
+    /// Free blocks of this span (small spans).
+    pub free_list: *mut Block,
+    /// Allocated blocks, plus one while the span is its class's active span.
+    pub used: u32,
+    /// Blocks this span holds.
+    pub block_count: u32,
+    /// Blocks carved so far; blocks at and after `limit` were never handed out.
+    pub limit: u32,
+    /// Bytes per block.
+    pub block_size: u32,
+    /// Size class (small spans).
+    pub class: u8,
+    /// What the span holds.
+    pub kind: Kind,
+    /// Where it sits in its heap (small spans).
+    pub state: State,
+    /// Some block was handed out at an offset inside it for alignment, so frees must round
+    /// down to the block start.
+    pub aligned_blocks: bool,
+    /// The owning heap (small spans), type-erased `*mut Heap<C>`.
+    pub heap: *mut u8,
+    /// Links in a partial list or a span cache.
+    pub prev: *mut Span,
+    /// Links in a partial list or a span cache.
+    pub next: *mut Span,
+    /// Spans in this run.
+    pub span_count: u32,
+    /// Distance in spans to the master of the mapping.
+    pub offset_from_master: u32,
+    /// Spans in the whole mapping (master only).
+    pub total_spans: u32,
+    /// Spans of the mapping not yet released (master only).
+    pub remaining_spans: AtomicU32,
+    /// Huge blocks: bytes mapped, starting at the header.
+    pub map_size: usize,
+}
+
+const _: () = assert!(core::mem::size_of::<Span>() <= SPAN_HEADER_SIZE);
+
+impl Span {
+    /// First block of a small span / data of a large span.
+    #[inline(always)]
+    pub(crate) fn data(span: *mut Span) -> *mut u8 {
+        span.cast::<u8>().wrapping_add(SPAN_HEADER_SIZE)
+    }
+
+    /// The master of the mapping holding `span`.
+    ///
+    /// # Safety
+    /// `span` is a live span header of a span-mapped run of `span_size`.
+    #[inline]
+    pub(crate) unsafe fn master(span: *mut Span, span_size: usize) -> *mut Span {
+        // SAFETY: the caller guarantees a valid header.
+        let offset = unsafe { (*span).offset_from_master } as usize;
+        span.cast::<u8>().wrapping_sub(offset * span_size).cast()
+    }
+}
+
+/// A doubly linked list of spans (a size class's partial spans).
+pub(crate) struct SpanDList;
+
+impl SpanDList {
+    /// Pushes `span` at the head of the list at `head`.
+    ///
+    /// # Safety
+    /// `span` is a valid header in no list; `head` points at a valid list.
+    #[inline]
+    pub(crate) unsafe fn push(head: *mut *mut Span, span: *mut Span) {
+        // SAFETY: per the contract both are valid and exclusively owned by the heap.
+        unsafe {
+            let old = *head;
+            (*span).prev = ptr::null_mut();
+            (*span).next = old;
+            if !old.is_null() {
+                (*old).prev = span;
+            }
+            *head = span;
+        }
+    }
+
+    /// Unlinks `span` from the list at `head`.
+    ///
+    /// # Safety
+    /// `span` is in the list at `head`.
+    #[inline]
+    pub(crate) unsafe fn remove(head: *mut *mut Span, span: *mut Span) {
+        // SAFETY: per the contract all linked headers are valid.
+        unsafe {
+            let prev = (*span).prev;
+            let next = (*span).next;
+            if prev.is_null() {
+                *head = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+            (*span).prev = ptr::null_mut();
+            (*span).next = ptr::null_mut();
+        }
+    }
+}
+
+/// A singly linked stack of free span runs with a count (a span cache).
+pub(crate) struct SpanStack {
+    /// Top of the stack.
+    pub head: *mut Span,
+    /// Runs on the stack.
+    pub count: usize,
+}
+
+impl SpanStack {
+    /// An empty stack.
+    pub(crate) const EMPTY: SpanStack = SpanStack {
+        head: ptr::null_mut(),
+        count: 0,
+    };
+
+    /// Pushes a free run.
+    ///
+    /// # Safety
+    /// `span` is a free run header no list holds.
+    #[inline]
+    pub(crate) unsafe fn push(&mut self, span: *mut Span) {
+        // SAFETY: per the contract.
+        unsafe { (*span).next = self.head };
+        self.head = span;
+        self.count += 1;
+    }
+
+    /// Pops a run, or null.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> *mut Span {
+        let span = self.head;
+        if !span.is_null() {
+            // SAFETY: every span on the stack is a valid header.
+            self.head = unsafe { (*span).next };
+            self.count -= 1;
+        }
+        span
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blank() -> Box<Span> {
+        // SAFETY: all-zero is a valid Span (null pointers, zero counts, discriminant 0).
+        Box::new(unsafe { core::mem::zeroed() })
+    }
+
+    #[test]
+    fn header_fits_and_data_follows_it() {
+        assert!(core::mem::size_of::<Span>() <= SPAN_HEADER_SIZE);
+        let mut s = blank();
+        let p: *mut Span = &mut *s;
+        assert_eq!(Span::data(p) as usize - p as usize, SPAN_HEADER_SIZE);
+    }
+
+    #[test]
+    fn dlist_push_and_remove_in_any_order() {
+        let mut spans: Vec<Box<Span>> = (0..4).map(|_| blank()).collect();
+        let ptrs: Vec<*mut Span> = spans.iter_mut().map(|s| &mut **s as *mut Span).collect();
+        let mut head = ptr::null_mut();
+        // SAFETY: all headers live in `spans` for the whole test.
+        unsafe {
+            for &p in &ptrs {
+                SpanDList::push(&mut head, p);
+            }
+            SpanDList::remove(&mut head, ptrs[1]);
+            SpanDList::remove(&mut head, ptrs[3]);
+            assert_eq!(head, ptrs[2]);
+            assert_eq!((*ptrs[2]).next, ptrs[0]);
+            assert_eq!((*ptrs[0]).prev, ptrs[2]);
+            SpanDList::remove(&mut head, ptrs[0]);
+            SpanDList::remove(&mut head, ptrs[2]);
+        }
+        assert!(head.is_null());
+    }
+
+    #[test]
+    fn stack_is_lifo_with_count() {
+        let mut spans: Vec<Box<Span>> = (0..3).map(|_| blank()).collect();
+        let mut st = SpanStack::EMPTY;
+        for s in spans.iter_mut() {
+            // SAFETY: headers outlive the stack.
+            unsafe { st.push(&mut **s) };
+        }
+        assert_eq!(st.count, 3);
+        assert_eq!(st.pop(), &mut *spans[2] as *mut Span);
+        assert_eq!(st.count, 2);
+        st.pop();
+        st.pop();
+        assert!(st.pop().is_null());
+        assert_eq!(st.count, 0);
+    }
+}

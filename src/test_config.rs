@@ -1,0 +1,29 @@
+//! Hand-written configurations for the crate's unit tests (the proc-macro is exercised by
+//! the integration tests).
+
+/// Defines a unit struct `$name` implementing `Config` with its own statics, overriding
+/// the given constants.
+macro_rules! test_config {
+    ($name:ident, $span:ty $(, $key:ident : $ty:ty = $value:expr)* $(,)?) => {
+        pub(crate) struct $name;
+        const _: () = {
+            static GLOBAL: crate::global::Global<$name> = crate::global::Global::new();
+            std::thread_local! {
+                static THREAD: crate::thread::ThreadState =
+                    const { crate::thread::ThreadState::new() };
+            }
+            // SAFETY: one static and one thread-local of its own, as the trait requires.
+            unsafe impl crate::Config for $name {
+                type SpanSize = $span;
+                $(const $key: $ty = $value;)*
+                fn global() -> &'static crate::global::Global<Self> {
+                    &GLOBAL
+                }
+                fn thread_state() -> *const crate::thread::ThreadState {
+                    THREAD.with(|t| t as *const _)
+                }
+            }
+        };
+    };
+}
+pub(crate) use test_config;

@@ -1,0 +1,193 @@
+//! Unit tests of the allocator core through hand-written configurations.
+
+use crate::api;
+use crate::params::Params;
+use crate::test_config::test_config;
+use crate::Config;
+use core::alloc::Layout;
+
+test_config!(Default64k, typenum::U65536, ENABLE_STATISTICS: bool = true);
+test_config!(
+    NoCache16k,
+    typenum::U16384,
+    ENABLE_THREAD_CACHE: bool = false,
+    ENABLE_GLOBAL_CACHE: bool = false,
+    ENABLE_STATISTICS: bool = true,
+    SPAN_MAP_COUNT: usize = 4,
+);
+// Used by one test only, so its counters see nothing else.
+test_config!(
+    NoCacheAlone,
+    typenum::U16384,
+    ENABLE_THREAD_CACHE: bool = false,
+    ENABLE_GLOBAL_CACHE: bool = false,
+    ENABLE_STATISTICS: bool = true,
+    SPAN_MAP_COUNT: usize = 4,
+);
+
+fn fill(p: *mut u8, size: usize, seed: u8) {
+    for i in 0..size {
+        // SAFETY: p holds size bytes.
+        unsafe { *p.add(i) = seed.wrapping_add(i as u8) };
+    }
+}
+
+fn check(p: *mut u8, size: usize, seed: u8) {
+    for i in 0..size {
+        // SAFETY: p holds size bytes.
+        assert_eq!(
+            unsafe { *p.add(i) },
+            seed.wrapping_add(i as u8),
+            "byte {i} of {size}"
+        );
+    }
+}
+
+fn roundtrip<C: crate::Config>(sizes: &[usize], align: usize) {
+    let mut live = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let layout = Layout::from_size_align(size, align).unwrap();
+        // SAFETY: non-zero layout.
+        let p = unsafe { api::alloc::<C>(layout) };
+        assert!(!p.is_null(), "size {size} align {align}");
+        assert_eq!(p as usize % align, 0, "size {size} align {align}");
+        fill(p, size.min(4096), i as u8);
+        live.push((p, layout, i as u8));
+    }
+    for &(p, layout, seed) in &live {
+        check(p, layout.size().min(4096), seed);
+    }
+    for (p, layout, _) in live {
+        // SAFETY: allocated above with this layout.
+        unsafe { api::dealloc::<C>(p, layout) };
+    }
+}
+
+#[test]
+fn every_size_class_and_kind_roundtrips() {
+    let mut sizes: Vec<usize> = (1..=2048).step_by(7).collect();
+    sizes.extend([
+        4096,
+        16384,
+        32256,
+        32257,
+        65536,
+        200_000,
+        1 << 20,
+        4 << 20,
+        9 << 20,
+    ]);
+    for align in [1, 8, 16, 32, 64, 128, 256, 4096, 32768, 65536, 1 << 20] {
+        roundtrip::<Default64k>(&sizes, align);
+        roundtrip::<NoCache16k>(&sizes, align);
+    }
+}
+
+#[test]
+fn many_blocks_of_one_class_fill_several_spans() {
+    let layout = Layout::from_size_align(48, 8).unwrap();
+    let ptrs: Vec<_> = (0..100_000)
+        .map(|i| {
+            // SAFETY: valid layout.
+            let p = unsafe { api::alloc::<Default64k>(layout) };
+            fill(p, 48, i as u8);
+            p
+        })
+        .collect();
+    let mut sorted = ptrs.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), ptrs.len(), "no block handed out twice");
+    for (i, &p) in ptrs.iter().enumerate() {
+        check(p, 48, i as u8);
+    }
+    for p in ptrs.into_iter().rev() {
+        // SAFETY: allocated above.
+        unsafe { api::dealloc::<Default64k>(p, layout) };
+    }
+}
+
+#[test]
+fn cacheless_config_unmaps_what_it_frees() {
+    let warm = Layout::from_size_align(16, 16).unwrap();
+    // SAFETY: valid layout; sets up this thread's heap before the baseline.
+    unsafe { api::dealloc::<NoCacheAlone>(api::alloc::<NoCacheAlone>(warm), warm) };
+    let before = api::statistics::<NoCacheAlone>().unwrap().mapped;
+    let mut blocks = Vec::new();
+    for i in 0..4000usize {
+        let size = 16 + (i * 977) % 300_000;
+        let layout = Layout::from_size_align(size, 16).unwrap();
+        // SAFETY: valid layout.
+        blocks.push((unsafe { api::alloc::<NoCacheAlone>(layout) }, layout));
+    }
+    let peak = api::statistics::<NoCacheAlone>().unwrap().mapped;
+    assert!(peak > before + (100 << 20), "mapped {peak}");
+    for (p, layout) in blocks {
+        // SAFETY: allocated above.
+        unsafe { api::dealloc::<NoCacheAlone>(p, layout) };
+    }
+    let after = api::statistics::<NoCacheAlone>().unwrap().mapped;
+    // What may stay mapped: the heap record, the span reserve, and each size class's
+    // active span (kept for the next allocation), which pins its mapping's address range
+    // although its pages were released.
+    let classes = 64;
+    let slack = (classes + 1) * NoCacheAlone::SPAN_MAP_COUNT * NoCacheAlone::SPAN_SIZE;
+    assert!(after <= before + slack, "before {before} after {after}");
+}
+
+#[test]
+fn realloc_grows_and_shrinks_keeping_contents() {
+    let mut layout = Layout::from_size_align(8, 8).unwrap();
+    // SAFETY: valid layout; each realloc passes the current layout.
+    unsafe {
+        let mut p = api::alloc::<Default64k>(layout);
+        fill(p, 8, 3);
+        let mut size = 8;
+        while size < (16 << 20) {
+            let new = size * 2;
+            p = api::realloc::<Default64k>(p, layout, new);
+            assert!(!p.is_null());
+            check(p, size.min(8), 3);
+            layout = Layout::from_size_align(new, 8).unwrap();
+            size = new;
+        }
+        fill(p, 4096, 9);
+        let q = api::realloc::<Default64k>(p, layout, 100);
+        check(q, 100, 9);
+        api::dealloc::<Default64k>(q, Layout::from_size_align(100, 8).unwrap());
+    }
+}
+
+#[test]
+fn refused_memory_returns_null() {
+    let layout = Layout::from_size_align(1 << 46, 16).unwrap();
+    // SAFETY: valid layout.
+    assert!(unsafe { api::alloc::<Default64k>(layout) }.is_null());
+    let layout = Layout::from_size_align(1 << 46, 1 << 20).unwrap();
+    // SAFETY: valid layout.
+    assert!(unsafe { api::alloc_zeroed::<Default64k>(layout) }.is_null());
+    roundtrip::<Default64k>(&[16, 5000, 100_000, 3 << 20], 16);
+}
+
+#[test]
+fn cross_thread_frees_return_to_owner() {
+    let layout = Layout::from_size_align(100, 16).unwrap();
+    let blocks: Vec<usize> = (0..50_000)
+        .map(|i| {
+            // SAFETY: valid layout.
+            let p = unsafe { api::alloc::<Default64k>(layout) };
+            fill(p, 100, i as u8);
+            p as usize
+        })
+        .collect();
+    let handle = std::thread::spawn(move || {
+        for (i, &p) in blocks.iter().enumerate() {
+            check(p as *mut u8, 100, i as u8);
+            // SAFETY: allocated by the main thread with this layout.
+            unsafe { api::dealloc::<Default64k>(p as *mut u8, layout) };
+        }
+    });
+    handle.join().unwrap();
+    // The owner collects the deferred frees and reuses the blocks.
+    roundtrip::<Default64k>(&vec![100; 60_000], 16);
+}

@@ -1,0 +1,5 @@
+use rpmalloc::define_rpmalloc;
+
+define_rpmalloc!();
+
+fn main() {}

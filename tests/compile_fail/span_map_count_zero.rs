@@ -1,0 +1,5 @@
+use rpmalloc::define_rpmalloc;
+
+define_rpmalloc!(Alloc, < span_map_count: 0 >);
+
+fn main() {}
