@@ -338,7 +338,9 @@ pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) 
                     0
                 }
             };
-            if new_size <= usable && new_size >= usable / 2 {
+            // Shrinking to under half moves, so a small block does not pin a big one;
+            // the smallest classes are not worth moving.
+            if new_size <= usable && (new_size >= usable / 2 || usable <= 2 * C::NATURAL_ALIGN) {
                 return ptr;
             }
         }

@@ -259,7 +259,9 @@ impl<C: Config> Heap<C> {
         unsafe {
             let size = (*span).block_size as usize;
             let first = (*span).limit as usize;
-            let n = ((*span).block_count as usize - first).min((4096 / size).max(1));
+            // At least two, so one block going out and back never empties the list (which
+            // would send every such free down the cold path).
+            let n = ((*span).block_count as usize - first).min((4096 / size).max(2));
             let base = Span::data(span).add(first * size);
             for i in 0..n - 1 {
                 let block = base.add(i * size).cast::<Block>();
