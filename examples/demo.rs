@@ -59,7 +59,9 @@ fn main() {
             for round in 0..ROUNDS {
                 // Global allocator traffic: strings, maps, growing vectors.
                 for i in 0..200 {
-                    *words.entry(format!("w{}", (i * 7 + round) % 500)).or_default() += 1;
+                    *words
+                        .entry(format!("w{}", (i * 7 + round) % 500))
+                        .or_default() += 1;
                 }
                 let v: Vec<u64> = (0..(round % 64) * 100).map(|i| i as u64).collect();
                 assert_eq!(v.len(), (round % 64) * 100);

@@ -142,7 +142,7 @@ fn alloc_small_aligned<C: Config>(
         let rounded = size.next_multiple_of(align);
         if rounded <= C::MEDIUM_LIMIT {
             let class = C::CLASSES.class_of(rounded);
-            if C::CLASSES.block_size[class] as usize % align == 0 {
+            if (C::CLASSES.block_size[class] as usize).is_multiple_of(align) {
                 return Some(heap.alloc_small(class));
             }
         }

@@ -108,6 +108,8 @@ pub(crate) struct Heap<C> {
 }
 
 impl<C: Config> Heap<C> {
+    // A template written once into each new heap record, never shared.
+    #[allow(clippy::declare_interior_mutable_const)]
     const NEW: Self = Heap {
         bins: Bins {
             active: [empty_span(); MAX_CLASS_COUNT],

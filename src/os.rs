@@ -47,8 +47,10 @@ pub(crate) const fn align_up(value: usize, align: usize) -> Option<usize> {
 /// Returns null when the OS refuses.
 pub(crate) fn map_aligned(len: usize, align: usize, offset: usize, huge_pages: bool) -> *mut u8 {
     let page = page_size();
-    debug_assert!(len % page == 0 && offset % page == 0 && align.is_power_of_two());
-    if huge_pages && align <= HUGE_PAGE_SIZE && offset == 0 && len % HUGE_PAGE_SIZE == 0 {
+    debug_assert!(
+        len.is_multiple_of(page) && offset.is_multiple_of(page) && align.is_power_of_two()
+    );
+    if huge_pages && align <= HUGE_PAGE_SIZE && offset == 0 && len.is_multiple_of(HUGE_PAGE_SIZE) {
         // MAP_HUGETLB mappings are huge-page aligned already; when the system has no
         // reserved huge pages this fails and we fall back quietly.
         let p = raw_map(len, libc::MAP_HUGETLB);
@@ -56,7 +58,7 @@ pub(crate) fn map_aligned(len: usize, align: usize, offset: usize, huge_pages: b
             return p;
         }
     }
-    let slack = if align > page { align - page } else { 0 };
+    let slack = align.saturating_sub(page);
     let Some(total) = len.checked_add(slack) else {
         return ptr::null_mut();
     };

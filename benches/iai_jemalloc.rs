@@ -1,0 +1,7 @@
+//! Instruction counts with jemalloc (`tikv-jemallocator`) as the
+//! `#[global_allocator]`; cases in `iai_common.rs`.
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+include!("iai_common.rs");

@@ -1,0 +1,7 @@
+//! Instruction counts with mimalloc (`mimalloc` crate) as the
+//! `#[global_allocator]`; cases in `iai_common.rs`.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+include!("iai_common.rs");
