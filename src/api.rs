@@ -160,8 +160,8 @@ fn alloc_small_aligned<C: Config>(
         let span = (block as usize & C::SPAN_MASK) as *mut Span;
         // SAFETY: the block's span is a small span of this heap.
         unsafe {
-            (*span).aligned_blocks = true;
-            (*span).fast_owner = ptr::null_mut();
+            (*span).aligned_blocks.store(true, Ordering::Relaxed);
+            (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
         }
     }
     Some(p)
@@ -200,7 +200,7 @@ pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
         // run, whose header is valid; `fast_owner` equals our bins only for small spans
         // this thread owns, so the list and count are ours to update.
         unsafe {
-            if (*span).fast_owner == bins.cast() {
+            if (*span).fast_owner.load(Ordering::Relaxed) == bins.cast() {
                 let block = ptr.cast::<Block>();
                 let head = (*span).free_list;
                 (*block).next = head;
@@ -259,7 +259,7 @@ unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins)
 unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
     // SAFETY: per the contract.
     unsafe {
-        if !(*span).aligned_blocks {
+        if !(*span).aligned_blocks.load(Ordering::Relaxed) {
             return ptr;
         }
         let data = Span::data(span) as usize;

@@ -36,7 +36,7 @@ pub(crate) struct SyncSpan(Span);
 unsafe impl Sync for SyncSpan {}
 
 pub(crate) static EMPTY_SPAN: SyncSpan = SyncSpan(Span {
-    fast_owner: ptr::null_mut(),
+    fast_owner: AtomicPtr::new(ptr::null_mut()),
     free_list: ptr::null_mut(),
     used: 0,
     block_count: 0,
@@ -45,7 +45,7 @@ pub(crate) static EMPTY_SPAN: SyncSpan = SyncSpan(Span {
     class: 0,
     kind: Kind::Small,
     state: State::Full,
-    aligned_blocks: false,
+    aligned_blocks: AtomicBool::new(false),
     heap: ptr::null_mut(),
     prev: ptr::null_mut(),
     next: ptr::null_mut(),
@@ -237,7 +237,7 @@ impl<C: Config> Heap<C> {
         // SAFETY: a free run of one span owned by this heap; the mapping fields
         // (span_count, offsets, master counters) are left alone.
         unsafe {
-            (*span).fast_owner = id;
+            (*span).fast_owner.store(id, Ordering::Relaxed);
             (*span).free_list = ptr::null_mut();
             (*span).used = 1;
             (*span).block_count = C::CLASSES.block_count[class];
@@ -246,7 +246,7 @@ impl<C: Config> Heap<C> {
             (*span).class = class as u8;
             (*span).kind = Kind::Small;
             (*span).state = State::Active;
-            (*span).aligned_blocks = false;
+            (*span).aligned_blocks.store(false, Ordering::Relaxed);
             (*span).heap = id;
         }
     }
@@ -310,7 +310,7 @@ impl<C: Config> Heap<C> {
                 if (*span).state == State::Partial {
                     SpanDList::remove(&mut self.partial[class], span);
                 }
-                (*span).fast_owner = ptr::null_mut();
+                (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
                 self.release_spans(span);
             } else if (*span).state == State::Full {
                 (*span).state = State::Partial;
@@ -462,7 +462,7 @@ impl<C: Config> Heap<C> {
         }
         // SAFETY: a free run of `count` spans; only block fields are written.
         unsafe {
-            (*span).fast_owner = ptr::null_mut();
+            (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
             (*span).kind = Kind::Large;
             (*span).heap = ptr::null_mut();
         }
@@ -498,7 +498,7 @@ impl<C: Config> Heap<C> {
             unsafe {
                 (*span).used -= 1;
                 if (*span).used == 0 {
-                    (*span).fast_owner = ptr::null_mut();
+                    (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
                     self.release_spans(span);
                 } else if !(*span).free_list.is_null() || (*span).limit < (*span).block_count {
                     (*span).state = State::Partial;

@@ -11,7 +11,7 @@
 //! whole mapping when the count drops to zero. Every run records its offset from the master.
 
 use core::ptr;
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32};
 
 /// Bytes reserved at the start of every span for its header.
 pub(crate) const SPAN_HEADER_SIZE: usize = 128;
@@ -53,7 +53,8 @@ pub(crate) enum State {
 pub(crate) struct Span {
     /// The owning heap's bins when every free of this span may take the fast path (a small
     /// span without offset-aligned blocks); null otherwise.
-    pub fast_owner: *mut u8,
+    /// Atomic (relaxed) because other threads read it while the owner may clear it.
+    pub fast_owner: AtomicPtr<u8>,
     /// Free blocks of this span (small spans).
     pub free_list: *mut Block,
     /// Allocated blocks, plus one while the span is its class's active span.
@@ -72,7 +73,8 @@ pub(crate) struct Span {
     pub state: State,
     /// Some block was handed out at an offset inside it for alignment, so frees must round
     /// down to the block start.
-    pub aligned_blocks: bool,
+    /// Atomic (relaxed) for the same reason as `fast_owner`.
+    pub aligned_blocks: AtomicBool,
     /// The owning heap (small spans), type-erased `*mut Heap<C>`.
     pub heap: *mut u8,
     /// Links in a partial list or a span cache.
