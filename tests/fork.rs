@@ -1,0 +1,91 @@
+//! `fork` while other threads allocate: the child can allocate and free with both the
+//! global allocator and a second configuration (the allocator's locks are made safe with
+//! `pthread_atfork`).
+
+use rpmalloc::define_rpmalloc;
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+define_rpmalloc!(ForkGlobal);
+define_rpmalloc!(ForkLean, < enable_thread_cache: false, span_size: 16384 >);
+
+#[global_allocator]
+static GLOBAL: ForkGlobal = ForkGlobal;
+
+/// Work the child does; returns normally only if everything checked out.
+fn child_work() -> bool {
+    // A child stuck on a lock held at fork time is killed by the alarm, failing the test.
+    // SAFETY: alarm has no memory-safety preconditions.
+    unsafe { libc::alarm(10) };
+    let mut ok = true;
+    let v: Vec<String> = (0..2000).map(|i| format!("child {i}")).collect();
+    ok &= v[1999] == "child 1999";
+    let big = vec![7u8; 3 << 20];
+    ok &= big.iter().all(|&b| b == 7);
+    for size in [16usize, 1000, 20_000, 70_000, 300_000, 5 << 20] {
+        let layout = Layout::from_size_align(size, 16).unwrap();
+        // SAFETY: non-zero layout; freed with the same layout.
+        unsafe {
+            let p = ForkLean.alloc(layout);
+            if p.is_null() {
+                return false;
+            }
+            p.write_bytes(0x5A, size);
+            ok &= *p.add(size - 1) == 0x5A;
+            ForkLean.dealloc(p, layout);
+        }
+    }
+    ok
+}
+
+#[test]
+fn child_allocates_after_fork_under_load() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..3)
+        .map(|t| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // Churn both configurations, including thread exit (orphan lock) and
+                    // global cache traffic.
+                    let v: Vec<Box<[u8]>> = (0..64)
+                        .map(|i| vec![t as u8; 16 + i * 997].into_boxed_slice())
+                        .collect();
+                    // Without a thread cache every span goes through the global cache's
+                    // lock, so forks often land while some thread holds it.
+                    let layout = Layout::from_size_align(70_000, 16).unwrap();
+                    for _ in 0..1000 {
+                        // SAFETY: non-zero layout; freed right away.
+                        unsafe { ForkLean.dealloc(ForkLean.alloc(layout), layout) };
+                    }
+                    std::thread::spawn(move || drop(v)).join().unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for _ in 0..200 {
+        // SAFETY: the child only runs `child_work` and then `_exit`s, never unwinding or
+        // returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let ok = child_work();
+            // SAFETY: terminate the child without running the parent's exit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(waited, pid);
+        assert!(libc::WIFEXITED(status), "child crashed: status {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "child saw wrong contents");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        assert!(w.join().unwrap() > 0);
+    }
+}
