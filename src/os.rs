@@ -88,6 +88,10 @@ pub(crate) fn map_aligned(len: usize, align: usize, offset: usize, huge_pages: b
 }
 
 fn raw_map(len: usize, extra_flags: libc::c_int) -> *mut u8 {
+    #[cfg(test)]
+    if fault::refuse(len) {
+        return ptr::null_mut();
+    }
     // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
     // existing memory; the result is checked against MAP_FAILED.
     let p = unsafe {
@@ -146,6 +150,10 @@ pub(crate) fn decommit(p: *mut u8, len: usize) {
 /// address, or null (with the old mapping untouched) when the OS refuses.
 #[cfg(target_os = "linux")]
 pub(crate) fn remap(p: *mut u8, old_len: usize, new_len: usize, align: usize) -> *mut u8 {
+    #[cfg(test)]
+    if new_len > old_len && fault::refuse(new_len) {
+        return ptr::null_mut();
+    }
     // SAFETY: resizing in place (no MAYMOVE) either succeeds on our own mapping or fails
     // leaving it untouched.
     let r = unsafe { libc::mremap(p.cast(), old_len, new_len, 0) };
@@ -202,6 +210,47 @@ pub(crate) fn remap(p: *mut u8, old_len: usize, new_len: usize, align: usize) ->
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn remap(_p: *mut u8, _old_len: usize, _new_len: usize, _align: usize) -> *mut u8 {
     ptr::null_mut()
+}
+
+/// Test-only fault injection: make this thread's mappings fail, to check that the allocator
+/// returns null, keeps live blocks, leaks nothing and recovers.
+#[cfg(test)]
+pub(crate) mod fault {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        /// (mappings still allowed, refuse mappings larger than this)
+        static PLAN: Cell<(usize, usize)> = const { Cell::new((usize::MAX, usize::MAX)) };
+    }
+
+    /// Lets `allowed` more mappings through on this thread, then refuses all.
+    pub(crate) fn fail_after(allowed: usize) {
+        PLAN.with(|p| p.set((allowed, usize::MAX)));
+    }
+
+    /// Refuses this thread's mappings larger than `bytes`.
+    pub(crate) fn fail_above(bytes: usize) {
+        PLAN.with(|p| p.set((usize::MAX, bytes)));
+    }
+
+    /// Stops injecting failures on this thread.
+    pub(crate) fn reset() {
+        PLAN.with(|p| p.set((usize::MAX, usize::MAX)));
+    }
+
+    /// Whether the mapping of `len` bytes about to be made should fail.
+    pub(super) fn refuse(len: usize) -> bool {
+        PLAN.with(|p| {
+            let (allowed, above) = p.get();
+            if len > above || allowed == 0 {
+                return true;
+            }
+            if allowed != usize::MAX {
+                p.set((allowed - 1, above));
+            }
+            false
+        })
+    }
 }
 
 #[cfg(test)]
