@@ -479,7 +479,7 @@ impl<C: Config> Heap<C> {
 
     // ---- thread exit ---------------------------------------------------------------
 
-    /// Orphans this heap: hands its caches and reserve back, releases empty spans, and
+    /// Orphans this heap: hands its caches back, releases empty spans, and
     /// puts it on the orphan list for the next thread. Called once when its thread exits.
     pub(crate) fn orphan(&mut self) {
         let global = C::global();
@@ -514,7 +514,8 @@ impl<C: Config> Heap<C> {
             // SAFETY: thread caches hold free runs of `count` spans.
             unsafe { global.cache_insert(count, cache, n) };
         }
-        self.release_reserve();
+        // The reserve stays: it is untouched address space, and the next thread to adopt
+        // this heap carves from it instead of mapping (and pinning) a mapping of its own.
         self.next_orphan = *orphans;
         *orphans = self;
     }
