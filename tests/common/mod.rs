@@ -15,17 +15,52 @@ const STRIDE: usize = 4096;
 /// Bytes at the end of a block that are always written and checked.
 const TAIL: usize = 4096;
 
-/// The pattern byte at offset `i` of a block filled with `seed`: differs between
-/// neighbouring offsets, between pages and between seeds.
+/// Period of the pattern: a prime, so pages and power-of-two strides never line up.
+const PERIOD: usize = 65_521;
+
+/// Pseudo-random bytes the pattern cycles through.
+static TABLE: [u8; PERIOD] = {
+    let mut t = [0u8; PERIOD];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut i = 0;
+    while i < PERIOD {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        t[i] = (x >> 32) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Where the pattern of `seed` starts in [`TABLE`].
+fn phase(seed: u64) -> usize {
+    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) as usize % PERIOD
+}
+
+/// The pattern byte at offset `i` of a block filled with `seed`: pseudo-random, so a
+/// byte moved to another offset or a block filled with another seed is caught.
 #[inline]
 pub fn pattern(i: usize, seed: u64) -> u8 {
-    let x = (i as u64) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (x ^ (x >> 7) ^ (x >> 13) ^ (x >> 29) ^ (seed >> 3)) as u8
+    TABLE[(i + phase(seed)) % PERIOD]
+}
+
+/// Calls `f(offset, pattern bytes)` for consecutive pieces of the pattern of `seed` over
+/// `range`, so callers can use `memcpy`/`memcmp` (fast even unoptimised).
+fn pieces(range: std::ops::Range<usize>, seed: u64, mut f: impl FnMut(usize, &[u8])) {
+    let mut i = range.start;
+    while i < range.end {
+        let t = (i + phase(seed)) % PERIOD;
+        let n = (range.end - i).min(PERIOD - t);
+        f(i, &TABLE[t..t + n]);
+        i += n;
+    }
 }
 
 /// The byte ranges of a `len`-byte block that [`fill`] writes.
 pub fn sampled_ranges(len: usize) -> Vec<Range<usize>> {
-    let mut ranges = vec![0..len.min(DENSE)];
+    let mut ranges = Vec::with_capacity(2 + len.saturating_sub(DENSE) / STRIDE);
+    ranges.push(0..len.min(DENSE));
     let mut off = DENSE;
     while off < len {
         ranges.push(off..(off + SAMPLE).min(len));
@@ -43,10 +78,10 @@ pub fn sampled_ranges(len: usize) -> Vec<Range<usize>> {
 /// `p` is valid for writes of `len` bytes.
 pub unsafe fn fill(p: *mut u8, len: usize, seed: u64) {
     for r in sampled_ranges(len) {
-        for i in r {
-            // SAFETY: i < len, per the contract.
-            unsafe { p.add(i).write(pattern(i, seed)) };
-        }
+        pieces(r, seed, |off, bytes| {
+            // SAFETY: off + bytes.len() <= len, per the contract.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.add(off), bytes.len()) };
+        });
     }
 }
 
@@ -58,15 +93,19 @@ pub unsafe fn fill(p: *mut u8, len: usize, seed: u64) {
 pub unsafe fn check_prefix(p: *const u8, filled: usize, upto: usize, seed: u64, what: &str) {
     let end = filled.min(upto);
     for r in sampled_ranges(filled) {
-        for i in r.start.min(end)..r.end.min(end) {
-            // SAFETY: i < end, per the contract.
-            let got = unsafe { p.add(i).read() };
-            assert_eq!(
-                got,
-                pattern(i, seed),
-                "{what}: byte {i} of {filled} (seed {seed}) was overwritten"
-            );
-        }
+        pieces(r.start.min(end)..r.end.min(end), seed, |off, want| {
+            // SAFETY: off + want.len() <= end, per the contract.
+            let got = unsafe { std::slice::from_raw_parts(p.add(off), want.len()) };
+            if got != want {
+                let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap();
+                panic!(
+                    "{what}: byte {} of {filled} (seed {seed}) is {:#04x}, expected {:#04x}",
+                    off + at,
+                    got[at],
+                    want[at]
+                );
+            }
+        });
     }
 }
 

@@ -1,0 +1,202 @@
+//! Freed memory goes back to the OS. With both caches off, a 512 MiB working set of
+//! 4 KiB .. 1 MiB blocks that was touched page by page and then freed leaves resident
+//! memory within 64 MiB of where it started. With the default caches, what a thread
+//! keeps after freeing its working set and exiting is bounded by the documented cache
+//! limits: at most `max_thread_span_cache` (400) × `global_cache_multiplier` (8) single
+//! 64 KiB spans end up in the global cache, everything beyond that is released, and a
+//! later thread reuses the cached spans instead of mapping new ones.
+//!
+//! Resident memory is process-wide, so the tests take a lock and run one at a time; the
+//! test harness itself uses the system allocator.
+
+mod common;
+
+use common::{layout, XorShift};
+use rpmalloc::define_rpmalloc;
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::Mutex;
+use std::thread;
+
+define_rpmalloc!(NoCache, < enable_thread_cache: false, enable_global_cache: false >);
+// Default caches (64 KiB spans, 400 single spans per thread, global cache 8 × that).
+define_rpmalloc!(Cached, < enable_statistics: true >);
+
+const MIB: usize = 1 << 20;
+/// Default span size, `max_thread_span_cache` and `global_cache_multiplier`.
+const SPAN: usize = 64 << 10;
+const MAX_THREAD_SPAN_CACHE: usize = 400;
+const GLOBAL_CACHE_MULTIPLIER: usize = 8;
+/// Most bytes of single spans the global cache may keep with the defaults.
+const GLOBAL_SINGLE_SPAN_LIMIT: usize = MAX_THREAD_SPAN_CACHE * GLOBAL_CACHE_MULTIPLIER * SPAN;
+/// Allowance for what is resident for other reasons: heap records, span headers, the
+/// size classes' active spans, the test harness.
+const SLACK: usize = 32 * MIB;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    assert!(page > 0);
+    page as usize
+}
+
+/// Resident set size in bytes: the second field of `/proc/self/statm`, in pages.
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .expect("statm has a resident field");
+    pages * page_size()
+}
+
+/// Allocates blocks of the given sizes from `a`, writing to every page of each.
+fn allocate_touched(a: &dyn GlobalAlloc, sizes: &[usize]) -> Vec<(*mut u8, Layout)> {
+    let page = page_size();
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let l = layout(size, 16);
+            // SAFETY: non-zero size.
+            let p = unsafe { a.alloc(l) };
+            assert!(!p.is_null(), "{l:?} refused");
+            let mut off = 0;
+            while off < size {
+                // SAFETY: off < size.
+                unsafe { p.add(off).write(i as u8 | 1) };
+                off += page;
+            }
+            // SAFETY: size - 1 < size.
+            unsafe { p.add(size - 1).write(i as u8 | 1) };
+            (p, l)
+        })
+        .collect()
+}
+
+/// Checks a byte per page of each block and frees it with `a`.
+fn check_and_free(a: &dyn GlobalAlloc, blocks: Vec<(*mut u8, Layout)>) {
+    let page = page_size();
+    for (i, (p, l)) in blocks.into_iter().enumerate() {
+        let mut off = 0;
+        while off < l.size() {
+            // SAFETY: off < l.size(), a live block.
+            assert_eq!(unsafe { p.add(off).read() }, i as u8 | 1, "block {i}");
+            off += page;
+        }
+        // SAFETY: allocated by `a` with layout l, freed once.
+        unsafe { a.dealloc(p, l) };
+    }
+}
+
+/// Random sizes of 4 KiB .. 1 MiB adding up to at least `total` bytes.
+fn random_sizes(seed: u64, total: usize) -> Vec<usize> {
+    let mut rng = XorShift::new(seed);
+    let mut sizes = Vec::new();
+    let mut sum = 0;
+    while sum < total {
+        let size = rng.range(4096..MIB + 1);
+        sizes.push(size);
+        sum += size;
+    }
+    sizes
+}
+
+#[test]
+fn without_caches_freed_memory_leaves_the_process() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Set the thread's heap up before the baseline.
+    let warm = layout(64, 16);
+    // SAFETY: valid layout; freed once.
+    unsafe { NoCache.dealloc(NoCache.alloc(warm), warm) };
+
+    let sizes = random_sizes(1, 512 * MIB);
+    let before = rss();
+    let blocks = allocate_touched(&NoCache, &sizes);
+    let peak = rss();
+    assert!(
+        peak >= before + 448 * MIB,
+        "touching 512 MiB raised RSS only from {before} to {peak}"
+    );
+    check_and_free(&NoCache, blocks);
+    let after = rss();
+    assert!(
+        after <= before + 64 * MIB,
+        "caches off: RSS {} MiB before, {} MiB with 512 MiB live, {} MiB after freeing it all",
+        before / MIB,
+        peak / MIB,
+        after / MIB
+    );
+}
+
+#[test]
+fn with_caches_an_exited_thread_leaves_at_most_the_global_cache() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+
+    // Blocks of 40 KiB are above the medium size classes (32 KiB) and fit one 64 KiB span
+    // with its header: each takes a run of exactly one span. 8000 of them are 500 MiB of
+    // spans, well beyond the thread cache (400) plus the global cache (3200).
+    let before = rss();
+    thread::spawn(|| {
+        let blocks = allocate_touched(&Cached, &[40 << 10; 8000]);
+        check_and_free(&Cached, blocks);
+    })
+    .join()
+    .unwrap();
+    let after = rss();
+    let stats = Cached.statistics().expect("statistics are enabled");
+    assert!(
+        stats.global_cache <= GLOBAL_SINGLE_SPAN_LIMIT,
+        "global cache holds {} bytes of single spans, above 400 × 8 × 64 KiB: {stats:?}",
+        stats.global_cache
+    );
+    assert!(
+        after <= before + stats.global_cache + SLACK,
+        "RSS {} MiB before, {} MiB after a thread freed 500 MiB and exited, with {} MiB in \
+         the global cache: {stats:?}",
+        before / MIB,
+        after / MIB,
+        stats.global_cache / MIB
+    );
+
+    // A later thread is served from the global cache, not from new mappings.
+    let mapped_total = stats.mapped_total;
+    thread::spawn(|| {
+        let blocks = allocate_touched(&Cached, &[40 << 10; 3000]);
+        check_and_free(&Cached, blocks);
+    })
+    .join()
+    .unwrap();
+    let reused = Cached.statistics().unwrap();
+    assert!(
+        reused.mapped_total - mapped_total <= 16 * MIB,
+        "3000 single spans with {} MiB in the global cache mapped {} MiB more: {reused:?}",
+        stats.global_cache / MIB,
+        (reused.mapped_total - mapped_total) / MIB
+    );
+
+    // A mixed working set of 4 KiB .. 1 MiB blocks (512 MiB): whatever the thread does not
+    // leave in the global cache is released.
+    let before = rss();
+    let cached_before = Cached.statistics().unwrap().global_cache;
+    thread::spawn(|| {
+        let sizes = random_sizes(2, 512 * MIB);
+        let blocks = allocate_touched(&Cached, &sizes);
+        check_and_free(&Cached, blocks);
+    })
+    .join()
+    .unwrap();
+    let after = rss();
+    let stats = Cached.statistics().unwrap();
+    let grown = stats.global_cache.saturating_sub(cached_before);
+    assert!(
+        after <= before + grown + SLACK,
+        "RSS {} MiB before, {} MiB after a thread freed a mixed 512 MiB and exited, with the \
+         global cache grown by {} MiB: {stats:?}",
+        before / MIB,
+        after / MIB,
+        grown / MIB
+    );
+}
