@@ -8,6 +8,7 @@
 use crate::config::Config;
 use crate::heap::{empty_bins, Bins, Heap};
 use crate::huge;
+use crate::os;
 use crate::params::Params;
 use crate::span::{Block, Kind, Span, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
 use crate::stats::Statistics;
@@ -139,7 +140,7 @@ fn alloc_small_aligned<C: Config>(
     // Blocks start at span + 128 + i * block_size, so blocks whose size is a multiple of
     // an alignment up to 128 are all aligned to it.
     if align <= SPAN_HEADER_SIZE {
-        let rounded = size.next_multiple_of(align);
+        let rounded = os::align_up_pow2(size, align);
         if rounded <= C::MEDIUM_LIMIT {
             let class = C::CLASSES.class_of(rounded);
             if (C::CLASSES.block_size[class] as usize).is_multiple_of(align) {
@@ -155,7 +156,7 @@ fn alloc_small_aligned<C: Config>(
     if block.is_null() {
         return Some(block);
     }
-    let p = (block as usize).next_multiple_of(align) as *mut u8;
+    let p = os::align_up_pow2(block as usize, align) as *mut u8;
     if p != block {
         let span = (block as usize & C::SPAN_MASK) as *mut Span;
         // SAFETY: the block's span is a small span of this heap.
@@ -278,18 +279,8 @@ unsafe fn free_remote<C: Config>(heap: *mut Heap<C>, block: *mut Block) {
     // SAFETY: the heap outlives its spans (heaps are never unmapped); the block is ours to
     // overwrite.
     let heap = unsafe { &*heap };
-    let mut head = heap.deferred.load(Ordering::Relaxed);
-    loop {
-        // SAFETY: the block is being freed; its first word becomes the link.
-        unsafe { (*block).next = head };
-        match heap
-            .deferred
-            .compare_exchange_weak(head, block, Ordering::SeqCst, Ordering::Relaxed)
-        {
-            Ok(_) => break,
-            Err(current) => head = current,
-        }
-    }
+    // SAFETY: the block is being freed, on no list; its first word becomes the link.
+    unsafe { heap.deferred.push(block) };
     // SeqCst pairs with `Heap::orphan`: either we see the flag, or its drain sees our push.
     if heap.orphaned.load(Ordering::SeqCst) {
         drain_orphan::<C>(heap as *const Heap<C> as *mut Heap<C>);
@@ -349,13 +340,26 @@ pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) 
     unsafe { realloc_move::<C>(ptr, layout, new_size) }
 }
 
+/// Moves a block. A block that grows gets at least 37.5 % headroom (rpmalloc's rule), so
+/// a buffer growing in small steps is copied O(log n) times instead of once per step; the
+/// headroom is used by later in-place reallocs.
 #[cold]
 unsafe fn realloc_move<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    let old_size = layout.size();
+    let headroom = old_size + (old_size >> 2) + (old_size >> 3);
+    let mut new = ptr::null_mut();
+    if new_size > old_size && headroom > new_size {
+        if let Ok(padded) = Layout::from_size_align(headroom, layout.align()) {
+            // SAFETY: a valid non-zero layout.
+            new = unsafe { alloc::<C>(padded) };
+        }
+    }
     // SAFETY: GlobalAlloc::realloc guarantees the new size with the old alignment is a
     // valid layout.
     unsafe {
-        let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
-        let new = alloc::<C>(new_layout);
+        if new.is_null() {
+            new = alloc::<C>(Layout::from_size_align_unchecked(new_size, layout.align()));
+        }
         if !new.is_null() {
             ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
             dealloc::<C>(ptr, layout);

@@ -167,13 +167,14 @@ impl<C: Config> Global<C> {
         }
     }
 
-    /// Maps a huge block's region (see `huge.rs`), accounting for it.
-    pub(crate) fn map_huge(&self, len: usize, align: usize, offset: usize) -> *mut u8 {
-        let p = os::map_aligned(len, align, offset, C::ENABLE_HUGE_PAGES);
-        if !p.is_null() {
-            self.stats.mapped::<C>(len);
+    /// Maps a huge block's region (see `huge.rs`), keeping the alignment slack, and
+    /// accounts for it.
+    pub(crate) fn map_huge(&self, len: usize, align: usize, offset: usize) -> os::Mapping {
+        let m = os::map_padded(len, align, offset, C::ENABLE_HUGE_PAGES, false);
+        if !m.start.is_null() {
+            self.stats.mapped::<C>(m.head + len + m.tail);
         }
-        p
+        m
     }
 
     /// Unmaps a huge block's region, accounting for it.

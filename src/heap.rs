@@ -12,6 +12,7 @@
 //! `used == 0 || list was empty` on the free path catches every state change.
 
 use crate::config::Config;
+use crate::deferred::DeferredList;
 use crate::params::Params;
 use crate::size_class::MAX_CLASS_COUNT;
 use crate::span::{
@@ -54,6 +55,8 @@ pub(crate) static EMPTY_SPAN: SyncSpan = SyncSpan(Span {
     total_spans: 0,
     remaining_spans: core::sync::atomic::AtomicU32::new(0),
     map_size: 0,
+    map_head: 0,
+    map_tail: 0,
 });
 
 /// The bins of a thread without a heap: every class empty, so the fast path falls through
@@ -85,7 +88,7 @@ pub(crate) struct Heap<C> {
     /// The fast-path view.
     pub bins: Bins,
     /// Blocks of this heap's small spans freed by other threads.
-    pub deferred: AtomicPtr<Block>,
+    pub deferred: DeferredList,
     /// Set while the heap has no thread (on the orphan list).
     pub orphaned: AtomicBool,
     /// Partial spans per size class.
@@ -114,7 +117,7 @@ impl<C: Config> Heap<C> {
         bins: Bins {
             active: [empty_span(); MAX_CLASS_COUNT],
         },
-        deferred: AtomicPtr::new(ptr::null_mut()),
+        deferred: DeferredList::new(),
         orphaned: AtomicBool::new(false),
         partial: [ptr::null_mut(); MAX_CLASS_COUNT],
         cache: [const { SpanStack::EMPTY }; LARGE_CLASS_COUNT],
@@ -190,7 +193,7 @@ impl<C: Config> Heap<C> {
     #[cold]
     #[inline(never)]
     pub(crate) fn alloc_small_slow(&mut self, class: usize) -> *mut u8 {
-        if !self.deferred.load(Ordering::Relaxed).is_null() {
+        if !self.deferred.is_empty_relaxed() {
             self.drain_deferred();
         }
         loop {
@@ -322,7 +325,7 @@ impl<C: Config> Heap<C> {
     /// Collects the blocks other threads freed into this heap and frees them locally.
     #[cold]
     pub(crate) fn drain_deferred(&mut self) {
-        let mut block = self.deferred.swap(ptr::null_mut(), Ordering::Acquire);
+        let mut block = self.deferred.take_all();
         while !block.is_null() {
             // SAFETY: deferred blocks are block starts of this heap's small spans, pushed
             // with release ordering by the freeing thread.
@@ -467,7 +470,7 @@ impl<C: Config> Heap<C> {
             (*span).heap = ptr::null_mut();
         }
         let data = Span::data(span) as usize;
-        ((data.next_multiple_of(align)) as *mut u8, fresh)
+        (crate::os::align_up_pow2(data, align) as *mut u8, fresh)
     }
 
     /// Spans needed for a large block.

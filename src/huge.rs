@@ -29,7 +29,8 @@ pub(crate) fn alloc<C: Config>(size: usize, align: usize) -> *mut u8 {
     } else {
         0
     };
-    let base = C::global().map_huge(len, map_align, header_offset);
+    let mapping = C::global().map_huge(len, map_align, header_offset);
+    let base = mapping.start;
     if base.is_null() {
         return ptr::null_mut();
     }
@@ -38,6 +39,8 @@ pub(crate) fn alloc<C: Config>(size: usize, align: usize) -> *mut u8 {
     unsafe {
         (*span).kind = Kind::Huge;
         (*span).map_size = len;
+        (*span).map_head = mapping.head;
+        (*span).map_tail = mapping.tail;
         base.add(offset)
     }
 }
@@ -59,9 +62,13 @@ fn header<C: Config>(ptr: *mut u8, align: usize) -> *mut Span {
 #[cold]
 pub(crate) unsafe fn free<C: Config>(ptr: *mut u8, align: usize) {
     let span = header::<C>(ptr, align);
-    // SAFETY: per the contract the header is valid.
-    let len = unsafe { (*span).map_size };
-    C::global().unmap_huge(span.cast(), len);
+    // SAFETY: per the contract the header is valid; the mapping runs from `map_head`
+    // bytes before it to `map_tail` bytes after `map_size`.
+    unsafe {
+        let head = (*span).map_head;
+        let len = head + (*span).map_size + (*span).map_tail;
+        C::global().unmap_huge(span.cast::<u8>().sub(head), len);
+    }
 }
 
 /// Resizes a huge block (alignment below the span size) in place or by moving its pages
@@ -84,6 +91,7 @@ pub(crate) unsafe fn realloc<C: Config>(ptr: *mut u8, new_size: usize) -> *mut u
     if new_len <= old_len && new_len >= old_len / 2 {
         return ptr;
     }
+    trim_slack::<C>(span);
     let moved = os::remap(span.cast(), old_len, new_len, C::SPAN_SIZE);
     if moved.is_null() {
         return ptr::null_mut();
@@ -95,5 +103,24 @@ pub(crate) unsafe fn realloc<C: Config>(ptr: *mut u8, new_size: usize) -> *mut u
     unsafe {
         (*moved.cast::<Span>()).map_size = new_len;
         moved.add(offset)
+    }
+}
+
+/// Unmaps a huge block's alignment slack, so the mapping is exactly `map_size` bytes from
+/// the header (what `mremap` needs).
+fn trim_slack<C: Config>(span: *mut Span) {
+    // SAFETY: a live huge header; the slack around it is ours and unused.
+    unsafe {
+        let head = (*span).map_head;
+        let tail = (*span).map_tail;
+        if head > 0 {
+            os::unmap(span.cast::<u8>().sub(head), head);
+        }
+        if tail > 0 {
+            os::unmap(span.cast::<u8>().add((*span).map_size), tail);
+        }
+        (*span).map_head = 0;
+        (*span).map_tail = 0;
+        C::global().stats.unmapped::<C>(head + tail);
     }
 }

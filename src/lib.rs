@@ -18,33 +18,51 @@
 //! per-thread heap and caches; see `docs/architecture.md` for the design.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// Under `--cfg loom` (model checking, `RUSTFLAGS="--cfg loom" cargo test --release --lib
+// loom`) only the lock-free parts and what they use are compiled: `loom`'s atomics have no
+// `const` constructors, so the allocator's statics cannot hold them.
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 extern crate self as rpmalloc;
 
+#[cfg(not(loom))]
 mod api;
+#[cfg(not(loom))]
 pub mod config;
+mod deferred;
+#[cfg(not(loom))]
 mod global;
+#[cfg(not(loom))]
 mod heap;
+#[cfg(not(loom))]
 mod huge;
 mod lock;
 mod os;
+#[cfg(not(loom))]
 mod params;
 mod size_class;
 mod span;
+#[cfg(not(loom))]
 mod stats;
+mod sync;
+#[cfg(not(loom))]
 mod thread;
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod test_config;
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
 
+#[cfg(not(loom))]
 pub use config::{Config, DefaultSpanSize};
+#[cfg(not(loom))]
 pub use rpmalloc_macros::define_rpmalloc;
+#[cfg(not(loom))]
 pub use stats::Statistics;
 pub use typenum;
 
 /// Items the `define_rpmalloc!` expansion refers to; not a stable interface.
+#[cfg(not(loom))]
 #[doc(hidden)]
 pub mod __private {
     pub use crate::api::{alloc, alloc_zeroed, dealloc, realloc, statistics};

@@ -4,10 +4,13 @@
 //! never allocates, and its critical sections here are a few pointer moves (or, on the
 //! orphan lock, one heap operation), so spinning with `yield_now` under contention is
 //! cheaper than parking.
+//!
+//! Under `--cfg loom` its atomic and spin hints are `loom`'s (see `sync.rs`) and the tests
+//! at the end of this file model-check it.
 
+use crate::sync::{spin_loop, yield_now, AtomicBool, Ordering};
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
 
 /// A spin lock around `T`.
 pub(crate) struct SpinLock<T> {
@@ -22,7 +25,17 @@ unsafe impl<T: Send> Send for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
     /// An unlocked lock holding `value`.
+    #[cfg(not(loom))]
     pub(crate) const fn new(value: T) -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// An unlocked lock holding `value` (`loom`'s atomics have no `const` constructor).
+    #[cfg(loom)]
+    pub(crate) fn new(value: T) -> Self {
         SpinLock {
             locked: AtomicBool::new(false),
             value: UnsafeCell::new(value),
@@ -48,10 +61,10 @@ impl<T> SpinLock<T> {
         loop {
             while self.locked.load(Ordering::Relaxed) {
                 if spins < 64 {
-                    core::hint::spin_loop();
+                    spin_loop();
                     spins += 1;
                 } else {
-                    std::thread::yield_now();
+                    yield_now();
                 }
             }
             if self
@@ -115,7 +128,7 @@ impl<T> Drop for SpinGuard<'_, T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;
@@ -137,5 +150,158 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(*lock.lock(), 40_000);
+    }
+}
+
+/// `loom` models: `RUSTFLAGS="--cfg loom" cargo test --release --lib loom`.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::span::{Span, SpanStack};
+    use loom::cell::UnsafeCell as LoomCell;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// Runs `f` under `loom` with at most `bound` preemptions per execution (three threads
+    /// unbounded would take hours; bugs of lock code show within a few preemptions).
+    fn model_bounded(bound: usize, f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(bound);
+        builder.check(f);
+    }
+
+    /// Increments of a counter under the lock are never lost. The counter is also kept in
+    /// a `loom` cell, so an access not ordered after the previous holder's (a lock that
+    /// failed to acquire/release) fails the model.
+    fn increments(threads: usize, per_thread: usize) {
+        let lock = Arc::new(SpinLock::new((0usize, LoomCell::new(0usize))));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let lock = Arc::clone(&lock);
+                thread::spawn(move || {
+                    for _ in 0..per_thread {
+                        let mut g = lock.lock();
+                        g.0 += 1;
+                        g.1.with_mut(|c| {
+                            // SAFETY: exclusive under the lock; loom checks that claim.
+                            unsafe { *c += 1 }
+                        });
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let g = lock.lock();
+        assert_eq!(g.0, threads * per_thread);
+        // SAFETY: every other thread was joined.
+        assert_eq!(g.1.with(|c| unsafe { *c }), threads * per_thread);
+    }
+
+    #[test]
+    fn loom_spin_lock_two_threads_lose_no_increment() {
+        loom::model(|| increments(2, 2));
+    }
+
+    #[test]
+    fn loom_spin_lock_three_threads_lose_no_increment() {
+        model_bounded(3, || increments(3, 1));
+    }
+
+    /// A span stack (a global cache) under the lock, with a `loom`-checked shadow count.
+    struct Cache {
+        stack: SpanStack,
+        shadow: LoomCell<usize>,
+    }
+    // SAFETY: the raw span pointers are only followed under the lock.
+    unsafe impl Send for Cache {}
+
+    /// Leaks `n` zeroed span headers (freed at the end of each execution).
+    fn headers(n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|_| {
+                // SAFETY: all-zero is a valid Span (null pointers, zero counts,
+                // discriminant 0).
+                let b: Box<Span> = Box::new(unsafe { core::mem::zeroed() });
+                Box::into_raw(b) as usize
+            })
+            .collect()
+    }
+
+    /// Threads push their own span and pop one back (as a thread cache refill and spill
+    /// do) under the lock; the stack's count, the shadow count and a walk of the list agree
+    /// throughout and at the end, and every span is either held by a thread or on the
+    /// stack exactly once.
+    fn span_stack(threads: usize) {
+        let spans = headers(threads + 1);
+        let cache = Arc::new(SpinLock::new(Cache {
+            stack: SpanStack::EMPTY,
+            shadow: LoomCell::new(0),
+        }));
+        {
+            let mut c = cache.lock();
+            // SAFETY: a leaked header on no list.
+            unsafe { c.stack.push(spans[threads] as *mut Span) };
+            c.shadow.with_mut(|n| {
+                // SAFETY: exclusive under the lock.
+                unsafe { *n += 1 }
+            });
+        }
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let cache = Arc::clone(&cache);
+                let mine = spans[t];
+                thread::spawn(move || {
+                    {
+                        let mut c = cache.lock();
+                        // SAFETY: our leaked header, on no list.
+                        unsafe { c.stack.push(mine as *mut Span) };
+                        // SAFETY: exclusive under the lock.
+                        let n = c.shadow.with_mut(|n| unsafe {
+                            *n += 1;
+                            *n
+                        });
+                        assert_eq!(c.stack.count, n);
+                    }
+                    let mut c = cache.lock();
+                    let got = c.stack.pop();
+                    assert!(!got.is_null(), "our own push is still there or was replaced");
+                    // SAFETY: exclusive under the lock.
+                    let n = c.shadow.with_mut(|n| unsafe {
+                        *n -= 1;
+                        *n
+                    });
+                    assert_eq!(c.stack.count, n);
+                    got as usize
+                })
+            })
+            .collect();
+        let mut held: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let mut c = cache.lock();
+        // SAFETY: every thread was joined.
+        assert_eq!(c.shadow.with(|n| unsafe { *n }), 1);
+        assert_eq!(c.stack.count, 1);
+        let last = c.stack.pop();
+        assert!(c.stack.pop().is_null() && c.stack.count == 0);
+        held.push(last as usize);
+        held.sort_unstable();
+        let mut all = spans.clone();
+        all.sort_unstable();
+        assert_eq!(held, all, "a span was lost or handed out twice");
+        for s in spans {
+            // SAFETY: leaked by `headers`, freed once, no list holds it any more.
+            drop(unsafe { Box::from_raw(s as *mut Span) });
+        }
+    }
+
+    #[test]
+    fn loom_spin_lock_span_stack_two_threads() {
+        loom::model(|| span_stack(2));
+    }
+
+    #[test]
+    fn loom_spin_lock_span_stack_three_threads() {
+        model_bounded(2, || span_stack(3));
     }
 }

@@ -41,11 +41,49 @@ pub(crate) const fn align_up(value: usize, align: usize) -> Option<usize> {
     }
 }
 
+/// Rounds `value` up to a multiple of the power of two `align` (a mask, not a division:
+/// `usize::next_multiple_of` with a runtime divisor compiles to `div`). The caller knows
+/// it cannot overflow.
+#[inline(always)]
+pub(crate) const fn align_up_pow2(value: usize, align: usize) -> usize {
+    debug_assert!(align.is_power_of_two());
+    (value + align - 1) & !(align - 1)
+}
+
 /// Maps `len` bytes of fresh zeroed read-write memory at an address `r` such that
 /// `(r + offset) % align == 0`, trimming the over-mapping. `len` must be a multiple of the
 /// page size, `align` a power of two and `offset` a multiple of the page size.
 /// Returns null when the OS refuses.
 pub(crate) fn map_aligned(len: usize, align: usize, offset: usize, huge_pages: bool) -> *mut u8 {
+    map_padded(len, align, offset, huge_pages, true).start
+}
+
+/// An aligned mapping that may keep its alignment slack mapped: `head` bytes before
+/// `start` and `tail` bytes after `start + len` belong to it.
+pub(crate) struct Mapping {
+    /// The aligned address; null when the OS refused.
+    pub start: *mut u8,
+    /// Mapped bytes before `start`.
+    pub head: usize,
+    /// Mapped bytes after the requested length.
+    pub tail: usize,
+}
+
+/// As [`map_aligned`]; with `trim` false the slack stays mapped (untouched, so it costs
+/// address space only), which saves a `munmap` per mapping for blocks that are mapped and
+/// unmapped whole.
+pub(crate) fn map_padded(
+    len: usize,
+    align: usize,
+    offset: usize,
+    huge_pages: bool,
+    trim: bool,
+) -> Mapping {
+    let refused = Mapping {
+        start: ptr::null_mut(),
+        head: 0,
+        tail: 0,
+    };
     let page = page_size();
     debug_assert!(
         len.is_multiple_of(page) && offset.is_multiple_of(page) && align.is_power_of_two()
@@ -55,16 +93,20 @@ pub(crate) fn map_aligned(len: usize, align: usize, offset: usize, huge_pages: b
         // reserved huge pages this fails and we fall back quietly.
         let p = raw_map(len, libc::MAP_HUGETLB);
         if !p.is_null() {
-            return p;
+            return Mapping {
+                start: p,
+                head: 0,
+                tail: 0,
+            };
         }
     }
     let slack = align.saturating_sub(page);
     let Some(total) = len.checked_add(slack) else {
-        return ptr::null_mut();
+        return refused;
     };
     let base = raw_map(total, 0);
     if base.is_null() {
-        return ptr::null_mut();
+        return refused;
     }
     let base_addr = base as usize;
     // `total` covers `len` bytes from the first suitably aligned address at or after base.
@@ -72,19 +114,27 @@ pub(crate) fn map_aligned(len: usize, align: usize, offset: usize, huge_pages: b
         Some(a) => a - offset,
         None => base_addr,
     };
-    let head = start - base_addr;
-    let tail = total - head - len;
-    if head > 0 {
-        unmap(base, head);
-    }
-    if tail > 0 {
-        unmap((start + len) as *mut u8, tail);
+    let mut head = start - base_addr;
+    let mut tail = total - head - len;
+    if trim {
+        if head > 0 {
+            unmap(base, head);
+        }
+        if tail > 0 {
+            unmap((start + len) as *mut u8, tail);
+        }
+        head = 0;
+        tail = 0;
     }
     let p = start as *mut u8;
     if huge_pages {
         advise_huge(p, len);
     }
-    p
+    Mapping {
+        start: p,
+        head,
+        tail,
+    }
 }
 
 fn raw_map(len: usize, extra_flags: libc::c_int) -> *mut u8 {

@@ -91,6 +91,10 @@ pub(crate) struct Span {
     pub remaining_spans: AtomicU32,
     /// Huge blocks: bytes mapped, starting at the header.
     pub map_size: usize,
+    /// Huge blocks: alignment slack mapped before the header (unmapped with the block).
+    pub map_head: usize,
+    /// Huge blocks: alignment slack mapped after `map_size`.
+    pub map_tail: usize,
 }
 
 const _: () = assert!(core::mem::size_of::<Span>() <= SPAN_HEADER_SIZE);
