@@ -1,7 +1,8 @@
 // Instruction-count cases shared by every `iai_<peer>.rs` bench.
 //
-// Each bench file sets its peer as `#[global_allocator]` and then does
-// `include!("iai_common.rs");`, so every case below goes through `__rust_alloc` and the
+// Each bench file sets its peer as `#[global_allocator]`, does `include!("iai_common.rs");`
+// and ends with `main!(library_benchmark_groups = sizes, other);` (the runner finds the
+// bench target by the file `main!` expands in, so it cannot live here), so every case below goes through `__rust_alloc` and the
 // global allocator exactly as a real program's `Box`/`Vec` would. Cases and the divisor
 // that turns a case's total into a per-operation figure (used by `compare.py`):
 //
@@ -18,7 +19,7 @@
 // page faults) is invisible to callgrind.
 
 use iai_callgrind::{
-    library_benchmark, library_benchmark_group, main, Callgrind, EntryPoint, LibraryBenchmarkConfig,
+    library_benchmark, library_benchmark_group, Callgrind, EntryPoint, LibraryBenchmarkConfig,
 };
 use std::hint::black_box;
 use std::mem::MaybeUninit;
@@ -169,5 +170,3 @@ library_benchmark_group!(
     name = other;
     benchmarks = realloc_grow, alloc_zeroed_64k, cross_thread_free
 );
-
-main!(library_benchmark_groups = sizes, other);

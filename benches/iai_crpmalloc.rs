@@ -10,3 +10,5 @@ mod crpmalloc;
 static GLOBAL: crpmalloc::CRpmalloc = crpmalloc::CRpmalloc;
 
 include!("iai_common.rs");
+
+iai_callgrind::main!(library_benchmark_groups = sizes, other);

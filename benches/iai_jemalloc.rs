@@ -5,3 +5,5 @@
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 include!("iai_common.rs");
+
+iai_callgrind::main!(library_benchmark_groups = sizes, other);

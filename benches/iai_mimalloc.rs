@@ -5,3 +5,5 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 include!("iai_common.rs");
+
+iai_callgrind::main!(library_benchmark_groups = sizes, other);

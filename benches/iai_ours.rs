@@ -9,3 +9,5 @@ define_rpmalloc!(RpDefault);
 static GLOBAL: RpDefault = RpDefault;
 
 include!("iai_common.rs");
+
+iai_callgrind::main!(library_benchmark_groups = sizes, other);

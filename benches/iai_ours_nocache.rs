@@ -9,3 +9,5 @@ define_rpmalloc!(RpNoCache, < enable_thread_cache: false, enable_global_cache: f
 static GLOBAL: RpNoCache = RpNoCache;
 
 include!("iai_common.rs");
+
+iai_callgrind::main!(library_benchmark_groups = sizes, other);

@@ -5,3 +5,5 @@
 static GLOBAL: std::alloc::System = std::alloc::System;
 
 include!("iai_common.rs");
+
+iai_callgrind::main!(library_benchmark_groups = sizes, other);
