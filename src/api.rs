@@ -44,6 +44,10 @@ pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
                 (*span).used += 1;
                 return block.cast();
             }
+            if bins != empty_bins() {
+                // The thread has a heap: refill straight from it.
+                return Heap::<C>::from_bins(bins).alloc_small_slow(class);
+            }
         }
     }
     // SAFETY: forwarded contract.

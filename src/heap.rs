@@ -22,6 +22,9 @@ use core::marker::PhantomData;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
+/// Granularity of carving fresh blocks (the common 4 KiB page; only a heuristic).
+const PAGE_SIZE: usize = 4096;
+
 /// The part of a heap the allocation fast path reads: each class's active span.
 /// Every entry points at a real span or at [`EMPTY_SPAN`], never null, so the fast path
 /// needs no null test.
@@ -254,8 +257,8 @@ impl<C: Config> Heap<C> {
         }
     }
 
-    /// Links up to a page's worth of never-used blocks onto the (empty) free list, so a
-    /// fresh span touches its memory a page at a time.
+    /// Links never-used blocks onto the (empty) free list: small blocks a page at a time,
+    /// so a fresh span touches its memory as it is used.
     ///
     /// # Safety
     /// `span` is a small span with an empty free list and `limit < block_count`.
@@ -264,10 +267,21 @@ impl<C: Config> Heap<C> {
         unsafe {
             let size = (*span).block_size as usize;
             let first = (*span).limit as usize;
-            // At least two, so one block going out and back never empties the list (which
-            // would send every such free down the cold path).
-            let n = ((*span).block_count as usize - first).min((4096 / size).max(2));
+            let remaining = (*span).block_count as usize - first;
             let base = Span::data(span).add(first * size);
+            // Blocks under half a page: up to the end of the page the first one starts in
+            // (at least two, so one block going out and back never empties the list and
+            // sends every such free down the cold path). Bigger blocks: all of them, as
+            // rpmalloc does — each link touches one page per block anyway, and carving a
+            // few at a time would send every few allocations down the slow path.
+            let n = if size < PAGE_SIZE / 2 {
+                let page_end = (base as usize | (PAGE_SIZE - 1)) + 1;
+                ((page_end - base as usize) / size)
+                    .clamp(2, remaining.max(2))
+                    .min(remaining)
+            } else {
+                remaining
+            };
             for i in 0..n - 1 {
                 let block = base.add(i * size).cast::<Block>();
                 (*block).next = base.add((i + 1) * size).cast();
