@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 /// The global state of one configuration. Created only by `define_rpmalloc!`.
 pub struct Global<C> {
     /// Global span cache, one stack per span count.
-    cache: [SpinLock<SpanStack>; LARGE_CLASS_COUNT],
+    cache: [SpinLock<CacheBatches>; LARGE_CLASS_COUNT],
     /// Heaps of exited threads, linked through `Heap::next_orphan`.
     pub(crate) orphans: SpinLock<*mut Heap<C>>,
     /// The pthread key whose destructor retires a thread's heap, plus one (0: not created).
@@ -37,7 +37,7 @@ impl<C: Config> Global<C> {
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
         Global {
-            cache: [const { SpinLock::new(SpanStack::EMPTY) }; LARGE_CLASS_COUNT],
+            cache: [const { SpinLock::new(CacheBatches::EMPTY) }; LARGE_CLASS_COUNT],
             orphans: SpinLock::new(ptr::null_mut()),
             exit_key: AtomicUsize::new(0),
             stats: Counters::new(),
@@ -108,6 +108,10 @@ impl<C: Config> Global<C> {
     /// Moves up to `count` runs of `span_count` spans from `from` into the global cache;
     /// runs beyond its capacity (or all, with the global cache off) are unmapped.
     ///
+    /// The runs move as one batch: the chain is cut from `from` before taking the lock, and
+    /// under the lock it is linked in with O(1) work. (Moving span by span under the lock
+    /// touched one span header — one cache miss — per span while other threads spun.)
+    ///
     /// # Safety
     /// Every run on `from` is a free run of `span_count` spans.
     pub(crate) unsafe fn cache_insert(
@@ -116,41 +120,39 @@ impl<C: Config> Global<C> {
         from: &mut SpanStack,
         count: usize,
     ) {
-        let mut count = count.min(from.count);
+        let (chain, n) = from.take_chain(count);
+        if n == 0 {
+            return;
+        }
         if C::ENABLE_GLOBAL_CACHE {
             let limit = C::global_cache_limit(span_count);
             let mut cache = self.cache[span_count - 1].lock();
-            while count > 0 && cache.count < limit {
-                let span = from.pop();
-                // SAFETY: a free run per the contract.
-                unsafe { cache.push(span) };
-                count -= 1;
+            if cache.spans.saturating_add(n) <= limit {
+                // SAFETY: a chain of n free runs per the contract.
+                unsafe { cache.push_batch(chain, n) };
+                return;
             }
         }
-        while count > 0 {
-            let span = from.pop();
-            // SAFETY: a free run per the contract.
-            unsafe { self.unmap_run(span) };
-            count -= 1;
+        let mut span = chain;
+        while !span.is_null() {
+            // SAFETY: free runs per the contract; read the link before unmapping.
+            unsafe {
+                let next = (*span).next;
+                self.unmap_run(span);
+                span = next;
+            }
         }
     }
 
-    /// Takes up to `max` runs of `span_count` spans from the global cache.
+    /// Takes one batch of runs of `span_count` spans from the global cache into `into`
+    /// (at most `max` of it; the rest stays cached).
     pub(crate) fn cache_extract(&self, span_count: usize, into: &mut SpanStack, max: usize) {
         if !C::ENABLE_GLOBAL_CACHE {
             return;
         }
-        let mut cache = self.cache[span_count - 1].lock();
-        let mut n = max;
-        while n > 0 {
-            let span = cache.pop();
-            if span.is_null() {
-                break;
-            }
-            // SAFETY: the global cache holds only free runs.
-            unsafe { into.push(span) };
-            n -= 1;
-        }
+        let (chain, n) = self.cache[span_count - 1].lock().pop_batch(max);
+        // SAFETY: the global cache holds only free runs; the chain is now ours.
+        unsafe { into.push_chain(chain, n) };
     }
 
     /// Releases one free run with no thread cache to take it.
@@ -188,7 +190,7 @@ impl<C: Config> Global<C> {
         self.cache
             .iter()
             .enumerate()
-            .map(|(i, c)| c.lock().count * (i + 1))
+            .map(|(i, c)| c.lock().spans * (i + 1))
             .sum()
     }
 
@@ -235,6 +237,70 @@ impl<C: Config> Global<C> {
                 c.force_unlock();
             }
             self.orphans.force_unlock();
+        }
+    }
+}
+
+/// One span count's global cache: a stack of batches. A batch is a null-terminated chain of
+/// free runs linked by `next`; batch heads are linked by `prev` and hold the batch's length
+/// in `block_count` (fields a free run does not otherwise use).
+pub(crate) struct CacheBatches {
+    /// Head of the top batch.
+    top: *mut Span,
+    /// Runs in all batches.
+    pub(crate) spans: usize,
+}
+
+// SAFETY: only reached through its SpinLock.
+unsafe impl Send for CacheBatches {}
+
+impl CacheBatches {
+    const EMPTY: CacheBatches = CacheBatches {
+        top: ptr::null_mut(),
+        spans: 0,
+    };
+
+    /// Pushes a chain of `n` runs as one batch: O(1).
+    ///
+    /// # Safety
+    /// `head` starts a chain of exactly `n >= 1` free runs no list holds.
+    unsafe fn push_batch(&mut self, head: *mut Span, n: usize) {
+        // SAFETY: per the contract.
+        unsafe {
+            (*head).prev = self.top;
+            (*head).block_count = n as u32;
+        }
+        self.top = head;
+        self.spans += n;
+    }
+
+    /// Pops the top batch, or its first `max` runs if it is longer; returns the chain and
+    /// its length. O(1) when the whole batch is taken.
+    fn pop_batch(&mut self, max: usize) -> (*mut Span, usize) {
+        let head = self.top;
+        if head.is_null() || max == 0 {
+            return (ptr::null_mut(), 0);
+        }
+        // SAFETY: batch heads and their chains are valid free run headers.
+        unsafe {
+            let n = (*head).block_count as usize;
+            self.top = (*head).prev;
+            if n <= max {
+                self.spans -= n;
+                return (head, n);
+            }
+            // Split: keep the remainder as a batch.
+            let mut last = head;
+            for _ in 1..max {
+                last = (*last).next;
+            }
+            let rest = (*last).next;
+            (*last).next = ptr::null_mut();
+            (*rest).prev = self.top;
+            (*rest).block_count = (n - max) as u32;
+            self.top = rest;
+            self.spans -= max;
+            (head, max)
         }
     }
 }

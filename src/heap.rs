@@ -500,10 +500,9 @@ impl<C: Config> Heap<C> {
     /// puts it on the orphan list for the next thread. Called once when its thread exits.
     pub(crate) fn orphan(&mut self) {
         let global = C::global();
-        let mut orphans = global.orphans.lock();
-        // Set first (SeqCst, paired with the push then load in `api::free_remote`): a
-        // thread that pushes after our drain below is sure to see the flag and drain.
-        self.orphaned.store(true, Ordering::SeqCst);
+        // The heavy part runs while we still own the heap, outside the orphan lock (many
+        // threads exiting at once queued behind each other here): other threads only push
+        // to `deferred` while the heap is not orphaned.
         self.drain_deferred();
         for class in 0..MAX_CLASS_COUNT {
             let span = self.bins.active[class];
@@ -531,6 +530,12 @@ impl<C: Config> Heap<C> {
             // SAFETY: thread caches hold free runs of `count` spans.
             unsafe { global.cache_insert(count, cache, n) };
         }
+        let mut orphans = global.orphans.lock();
+        // Set before the last drain (SeqCst, paired with the push then load in
+        // `api::free_remote`): a thread that pushes after that drain sees the flag and
+        // drains itself. Spans the drain empties go to the global cache (orphaned).
+        self.orphaned.store(true, Ordering::SeqCst);
+        self.drain_deferred();
         // The reserve stays: it is untouched address space, and the next thread to adopt
         // this heap carves from it instead of mapping (and pinning) a mapping of its own.
         self.next_orphan = *orphans;

@@ -55,6 +55,15 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
+    /// Takes the lock if it is free right now.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| SpinGuard { lock: self })
+    }
+
     #[cold]
     fn lock_contended(&self) {
         let mut spins = 0u32;
@@ -266,7 +275,10 @@ mod loom_tests {
                     }
                     let mut c = cache.lock();
                     let got = c.stack.pop();
-                    assert!(!got.is_null(), "our own push is still there or was replaced");
+                    assert!(
+                        !got.is_null(),
+                        "our own push is still there or was replaced"
+                    );
                     // SAFETY: exclusive under the lock.
                     let n = c.shadow.with_mut(|n| unsafe {
                         *n -= 1;

@@ -191,6 +191,48 @@ impl SpanStack {
         self.count += 1;
     }
 
+    /// Detaches up to `n` runs from the top as a null-terminated chain linked by `next`;
+    /// returns its head and length.
+    pub(crate) fn take_chain(&mut self, n: usize) -> (*mut Span, usize) {
+        let head = self.head;
+        let mut taken = 0;
+        let mut last: *mut Span = ptr::null_mut();
+        let mut cur = head;
+        while taken < n && !cur.is_null() {
+            last = cur;
+            // SAFETY: every span on the stack is a valid header.
+            cur = unsafe { (*cur).next };
+            taken += 1;
+        }
+        if !last.is_null() {
+            // SAFETY: `last` is on the stack.
+            unsafe { (*last).next = ptr::null_mut() };
+        }
+        self.head = cur;
+        self.count -= taken;
+        (if taken == 0 { ptr::null_mut() } else { head }, taken)
+    }
+
+    /// Pushes a null-terminated chain of `n` free runs.
+    ///
+    /// # Safety
+    /// `head` starts a chain of exactly `n` free run headers no list holds.
+    pub(crate) unsafe fn push_chain(&mut self, head: *mut Span, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut tail = head;
+        // SAFETY: per the contract the chain has n valid headers.
+        unsafe {
+            while !(*tail).next.is_null() {
+                tail = (*tail).next;
+            }
+            (*tail).next = self.head;
+        }
+        self.head = head;
+        self.count += n;
+    }
+
     /// Pops a run, or null.
     #[inline]
     pub(crate) fn pop(&mut self) -> *mut Span {
@@ -240,6 +282,30 @@ mod tests {
             SpanDList::remove(&mut head, ptrs[2]);
         }
         assert!(head.is_null());
+    }
+
+    #[test]
+    fn chains_move_between_stacks() {
+        let mut spans: Vec<Box<Span>> = (0..5).map(|_| blank()).collect();
+        let ptrs: Vec<*mut Span> = spans.iter_mut().map(|s| &mut **s as *mut Span).collect();
+        let mut a = SpanStack::EMPTY;
+        for &p in &ptrs {
+            // SAFETY: headers outlive the stacks.
+            unsafe { a.push(p) };
+        }
+        let (chain, n) = a.take_chain(3);
+        assert_eq!((chain, n), (ptrs[4], 3));
+        assert_eq!(a.count, 2);
+        assert_eq!(a.head, ptrs[1]);
+        let mut b = SpanStack::EMPTY;
+        // SAFETY: a detached chain of 3.
+        unsafe { b.push_chain(chain, n) };
+        assert_eq!(b.count, 3);
+        let popped: Vec<_> =
+            std::iter::from_fn(|| Some(b.pop()).filter(|p| !p.is_null())).collect();
+        assert_eq!(popped, vec![ptrs[4], ptrs[3], ptrs[2]]);
+        assert_eq!(a.take_chain(10).1, 2);
+        assert_eq!(a.take_chain(1), (ptr::null_mut(), 0));
     }
 
     #[test]

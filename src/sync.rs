@@ -22,8 +22,8 @@ pub(crate) use core::hint::spin_loop;
 pub(crate) use loom::hint::spin_loop;
 
 /// Gives up the CPU while waiting for a lock (`loom`: lets another modelled thread run).
-#[cfg(not(loom))]
-pub(crate) use std::thread::yield_now;
-/// Gives up the CPU while waiting for a lock (`loom`: lets another modelled thread run).
 #[cfg(loom)]
 pub(crate) use loom::thread::yield_now;
+/// Gives up the CPU while waiting for a lock (`loom`: lets another modelled thread run).
+#[cfg(not(loom))]
+pub(crate) use std::thread::yield_now;
