@@ -9,8 +9,10 @@
 //! define_rpmalloc!(LeanAlloc, < enable_thread_cache: false, enable_global_cache: false >);
 //!
 //! let layout = Layout::from_size_align(4096, 64).unwrap();
+//! // SAFETY: the layout has a non-zero size.
 //! let p = unsafe { LeanAlloc.alloc(layout) };
 //! assert!(!p.is_null() && p as usize % 64 == 0);
+//! // SAFETY: `p` came from `LeanAlloc` with this layout.
 //! unsafe { LeanAlloc.dealloc(p, layout) };
 //! ```
 //!

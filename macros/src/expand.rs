@@ -105,16 +105,19 @@ pub fn expand(input: &Input) -> TokenStream {
             unsafe impl ::core::alloc::GlobalAlloc for #name {
                 #[inline]
                 unsafe fn alloc(&self, layout: ::core::alloc::Layout) -> *mut u8 {
+                    // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
                     unsafe { ::rpmalloc::__private::alloc::<__RpmallocConfig>(layout) }
                 }
 
                 #[inline]
                 unsafe fn dealloc(&self, ptr: *mut u8, layout: ::core::alloc::Layout) {
+                    // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
                     unsafe { ::rpmalloc::__private::dealloc::<__RpmallocConfig>(ptr, layout) }
                 }
 
                 #[inline]
                 unsafe fn alloc_zeroed(&self, layout: ::core::alloc::Layout) -> *mut u8 {
+                    // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
                     unsafe { ::rpmalloc::__private::alloc_zeroed::<__RpmallocConfig>(layout) }
                 }
 
@@ -125,6 +128,7 @@ pub fn expand(input: &Input) -> TokenStream {
                     layout: ::core::alloc::Layout,
                     new_size: usize,
                 ) -> *mut u8 {
+                    // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
                     unsafe {
                         ::rpmalloc::__private::realloc::<__RpmallocConfig>(ptr, layout, new_size)
                     }
