@@ -276,3 +276,57 @@ fn mapping_failures_return_null_keep_blocks_and_recover() {
     .join()
     .unwrap();
 }
+
+test_config!(
+    HugePages,
+    typenum::U65536,
+    ENABLE_HUGE_PAGES: bool = true,
+    SPAN_MAP_COUNT: usize = 32,
+);
+test_config!(
+    Unlimited,
+    typenum::U8192,
+    ENABLE_UNLIMITED_CACHE: bool = true,
+    ENABLE_ADAPTIVE_THREAD_CACHE: bool = true,
+    ENABLE_STATISTICS: bool = true,
+);
+
+#[test]
+fn huge_pages_option_falls_back_quietly_and_works() {
+    // 32 spans of 64 KiB = 2 MiB mappings: MAP_HUGETLB is tried, and without reserved huge
+    // pages the allocator falls back to normal pages with THP advice.
+    roundtrip::<HugePages>(&[16, 3000, 70_000, 1 << 20, 5 << 20], 16);
+    roundtrip::<HugePages>(&[100, 5 << 20], 1 << 21);
+}
+
+#[test]
+fn unlimited_and_adaptive_caches_keep_spans_for_reuse() {
+    let layout = Layout::from_size_align(20_000, 16).unwrap();
+    let run = move || {
+        let blocks: Vec<usize> = (0..2000)
+            // SAFETY: valid layout.
+            .map(|_| unsafe { api::alloc::<Unlimited>(layout) } as usize)
+            .collect();
+        for &p in &blocks {
+            // SAFETY: allocated above.
+            unsafe { api::dealloc::<Unlimited>(p as *mut u8, layout) };
+        }
+    };
+    std::thread::spawn(run).join().unwrap();
+    let after_first = api::statistics::<Unlimited>().unwrap();
+    assert!(after_first.global_cache > 0, "{after_first:?}");
+    // Unlimited caches never unmap: a second thread reuses the cached spans.
+    std::thread::spawn(run).join().unwrap();
+    let after_second = api::statistics::<Unlimited>().unwrap();
+    assert_eq!(after_second.unmapped_total, 0, "{after_second:?}");
+    assert_eq!(
+        after_second.mapped_total, after_first.mapped_total,
+        "{after_second:?}"
+    );
+}
+
+#[test]
+fn statistics_are_compiled_out_unless_enabled() {
+    assert!(api::statistics::<HugePages>().is_none());
+    assert!(api::statistics::<Default64k>().is_some());
+}
