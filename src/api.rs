@@ -15,7 +15,7 @@ use crate::stats::Statistics;
 use crate::thread::{init_thread, ThreadState, DEAD, LIVE};
 use core::alloc::Layout;
 use core::ptr;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{fence, Ordering};
 
 /// The calling thread's slot.
 #[inline(always)]
@@ -280,33 +280,57 @@ unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
 /// # Safety
 /// `block` is the start of an allocated block of a small span owned by `heap`.
 unsafe fn free_remote<C: Config>(heap: *mut Heap<C>, block: *mut Block) {
-    // SAFETY: the heap outlives its spans (heaps are never unmapped); the block is ours to
-    // overwrite.
-    let heap = unsafe { &*heap };
+    // SAFETY: the heap outlives its spans (heaps are never unmapped). Only its atomic
+    // fields are reached, through field pointers: the owner may be mutating the rest.
+    let (deferred, orphaned) = unsafe {
+        (
+            &*(&raw const (*heap).deferred),
+            &*(&raw const (*heap).orphaned),
+        )
+    };
     // SAFETY: the block is being freed, on no list; its first word becomes the link.
-    unsafe { heap.deferred.push(block) };
+    unsafe { deferred.push(block) };
     // SeqCst pairs with `Heap::orphan`: either we see the flag, or its drain sees our push.
-    if heap.orphaned.load(Ordering::SeqCst) {
-        drain_orphan::<C>(heap as *const Heap<C> as *mut Heap<C>);
+    if orphaned.load(Ordering::SeqCst) {
+        drain_orphan::<C>(heap);
     }
 }
 
-/// Frees an orphaned heap's deferred blocks on its behalf. Only tries the lock: when it is
-/// busy another thread is draining (or adopting, or retiring) and picks the blocks up;
-/// queueing every remote free of a dead thread's blocks behind one lock made the frees of
-/// many threads contend (seen as `sched_yield` storms in `rpbench` at 8 threads). A block
-/// pushed just after a busy drainer's last look stays queued until the next drain or the
-/// heap's adoption.
+/// Frees an orphaned heap's deferred blocks on its behalf, under the orphan lock. One
+/// thread drains a given heap at a time (its `draining` flag): the others only push and
+/// leave, instead of all queueing on the lock (seen as `sched_yield` storms in `rpbench`
+/// at 8 threads). After dropping the flag the drainer looks again, so a block pushed by a
+/// thread that saw the flag set is never left behind.
 #[cold]
 fn drain_orphan<C: Config>(heap: *mut Heap<C>) {
-    let Some(_orphans) = C::global().orphans.try_lock() else {
-        return;
+    // SAFETY: heaps are never unmapped; outside the lock only atomic fields are reached.
+    let (deferred, orphaned, draining) = unsafe {
+        (
+            &*(&raw const (*heap).deferred),
+            &*(&raw const (*heap).orphaned),
+            &*(&raw const (*heap).draining),
+        )
     };
-    // SAFETY: under the orphan lock an orphaned heap is ours to operate on; the flag is
-    // rechecked under the lock in case a thread adopted it meanwhile.
-    unsafe {
-        while (*heap).orphaned.load(Ordering::Relaxed) && !(*heap).deferred.is_empty_relaxed() {
-            (*heap).drain_deferred();
+    loop {
+        if draining.swap(true, Ordering::SeqCst) {
+            // The drainer will see our push: our push and this swap precede its release
+            // of the flag, which precedes its fence and second look (all SeqCst).
+            return;
+        }
+        {
+            let _orphans = C::global().orphans.lock();
+            // SAFETY: under the orphan lock an orphaned heap is ours to operate on; the
+            // flag is rechecked under the lock in case a thread adopted it meanwhile.
+            unsafe {
+                while orphaned.load(Ordering::Relaxed) && !deferred.is_empty_relaxed() {
+                    (*heap).drain_deferred();
+                }
+            }
+        }
+        draining.store(false, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !orphaned.load(Ordering::Relaxed) || deferred.is_empty_relaxed() {
+            return;
         }
     }
 }

@@ -94,6 +94,8 @@ pub(crate) struct Heap<C> {
     pub deferred: DeferredList,
     /// Set while the heap has no thread (on the orphan list).
     pub orphaned: AtomicBool,
+    /// Set while some thread drains this orphaned heap on its behalf (`api::drain_orphan`).
+    pub draining: AtomicBool,
     /// Partial spans per size class.
     partial: [*mut Span; MAX_CLASS_COUNT],
     /// Thread span cache per span count.
@@ -122,6 +124,7 @@ impl<C: Config> Heap<C> {
         },
         deferred: DeferredList::new(),
         orphaned: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
         partial: [ptr::null_mut(); MAX_CLASS_COUNT],
         cache: [const { SpanStack::EMPTY }; LARGE_CLASS_COUNT],
         reserve: ptr::null_mut(),
@@ -535,6 +538,9 @@ impl<C: Config> Heap<C> {
         // `api::free_remote`): a thread that pushes after that drain sees the flag and
         // drains itself. Spans the drain empties go to the global cache (orphaned).
         self.orphaned.store(true, Ordering::SeqCst);
+        // The drain's swap must not be ordered before the flag store (pushers load the flag
+        // after pushing); `take_all` is only Acquire, so fence.
+        core::sync::atomic::fence(Ordering::SeqCst);
         self.drain_deferred();
         // The reserve stays: it is untouched address space, and the next thread to adopt
         // this heap carves from it instead of mapping (and pinning) a mapping of its own.
