@@ -282,12 +282,7 @@ unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
 unsafe fn free_remote<C: Config>(heap: *mut Heap<C>, block: *mut Block) {
     // SAFETY: the heap outlives its spans (heaps are never unmapped). Only its atomic
     // fields are reached, through field pointers: the owner may be mutating the rest.
-    let (deferred, orphaned) = unsafe {
-        (
-            &*(&raw const (*heap).deferred),
-            &*(&raw const (*heap).orphaned),
-        )
-    };
+    let (deferred, orphaned) = unsafe { (&(*heap).deferred, &(*heap).orphaned) };
     // SAFETY: the block is being freed, on no list; its first word becomes the link.
     unsafe { deferred.push(block) };
     // SeqCst pairs with `Heap::orphan`: either we see the flag, or its drain sees our push.
@@ -304,13 +299,8 @@ unsafe fn free_remote<C: Config>(heap: *mut Heap<C>, block: *mut Block) {
 #[cold]
 fn drain_orphan<C: Config>(heap: *mut Heap<C>) {
     // SAFETY: heaps are never unmapped; outside the lock only atomic fields are reached.
-    let (deferred, orphaned, draining) = unsafe {
-        (
-            &*(&raw const (*heap).deferred),
-            &*(&raw const (*heap).orphaned),
-            &*(&raw const (*heap).draining),
-        )
-    };
+    let (deferred, orphaned, draining) =
+        unsafe { (&(*heap).deferred, &(*heap).orphaned, &(*heap).draining) };
     loop {
         if draining.swap(true, Ordering::SeqCst) {
             // The drainer will see our push: our push and this swap precede its release
