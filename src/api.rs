@@ -343,7 +343,12 @@ pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) 
                     block_start(span, ptr) as usize + (*span).block_size as usize - ptr as usize
                 }
                 Kind::Large => {
-                    span as usize + (*span).span_count as usize * C::SPAN_SIZE - ptr as usize
+                    let usable =
+                        span as usize + (*span).span_count as usize * C::SPAN_SIZE - ptr as usize;
+                    if new_size > usable && grow_large_in_place::<C>(span, ptr, new_size) {
+                        return ptr;
+                    }
+                    usable
                 }
                 Kind::Huge => {
                     if new_size > C::LARGE_LIMIT {
@@ -369,6 +374,29 @@ pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) 
 /// Moves a block. A block that grows gets at least 37.5 % headroom (rpmalloc's rule), so
 /// a buffer growing in small steps is copied O(log n) times instead of once per step; the
 /// headroom is used by later in-place reallocs.
+/// Grows a large block over the spans that follow its run when they are the calling
+/// thread's unused reserve (runs are carved from the reserve in order, so a growing buffer
+/// often sits right before it): no copy.
+///
+/// # Safety
+/// `span` is the header of the live large block at `ptr`.
+#[cold]
+unsafe fn grow_large_in_place<C: Config>(span: *mut Span, ptr: *mut u8, new_size: usize) -> bool {
+    let bins = thread_state::<C>().heap.get();
+    if bins == empty_bins() {
+        return false;
+    }
+    let Some(end) = (ptr as usize - span as usize).checked_add(new_size) else {
+        return false;
+    };
+    let needed = end.div_ceil(C::SPAN_SIZE);
+    if needed > LARGE_CLASS_COUNT {
+        return false;
+    }
+    // SAFETY: a live thread's heap, used by its own thread; `span` is a live large run.
+    unsafe { Heap::<C>::from_bins(bins).extend_run(span, needed) }
+}
+
 #[cold]
 unsafe fn realloc_move<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
     let old_size = layout.size();

@@ -431,6 +431,31 @@ impl<C: Config> Heap<C> {
         span
     }
 
+    /// Extends the large run at `span` to `count` spans by taking the reserve spans that
+    /// directly follow it; false if they are not this heap's reserve.
+    ///
+    /// # Safety
+    /// `span` is a live large run (of any heap) of this configuration.
+    pub(crate) unsafe fn extend_run(&mut self, span: *mut Span, count: usize) -> bool {
+        // SAFETY: per the contract the header is valid.
+        unsafe {
+            let have = (*span).span_count as usize;
+            let extra = count - have;
+            let follows = span.cast::<u8>().add(have * C::SPAN_SIZE).cast::<Span>();
+            if self.reserve_count < extra
+                || self.reserve != follows
+                || Span::master(span, C::SPAN_SIZE) != self.reserve_master
+            {
+                return false;
+            }
+            // The taken spans stay counted in the master's mapping; they now belong to the
+            // run, which gives them back together when it is released.
+            self.take_reserve(extra);
+            (*span).span_count = count as u32;
+        }
+        true
+    }
+
     /// Gives the unused reserve back to the OS.
     fn release_reserve(&mut self) {
         if self.reserve_count > 0 {

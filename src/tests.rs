@@ -330,3 +330,35 @@ fn statistics_are_compiled_out_unless_enabled() {
     assert!(api::statistics::<HugePages>().is_none());
     assert!(api::statistics::<Default64k>().is_some());
 }
+
+// Used by one test only, so its heap starts with a fresh mapping.
+test_config!(GrowInPlace, typenum::U65536);
+
+#[test]
+fn large_blocks_grow_in_place_over_the_reserve() {
+    std::thread::spawn(|| {
+        let layout = Layout::from_size_align(100_000, 16).unwrap();
+        // SAFETY: valid layouts; each realloc passes the block's current layout.
+        unsafe {
+            let p = api::alloc::<GrowInPlace>(layout);
+            fill(p, 100_000, 5);
+            // The run was cut from the front of a fresh mapping; the spans after it are
+            // this thread's reserve, so growing takes them without moving.
+            let q = api::realloc::<GrowInPlace>(p, layout, 1 << 20);
+            assert_eq!(q, p, "grown in place");
+            check(q, 100_000, 5);
+            q.add((1 << 20) - 1).write(7);
+            let grown = Layout::from_size_align(1 << 20, 16).unwrap();
+            // Another block now follows it: the next growth has to move, keeping contents.
+            let other = api::alloc::<GrowInPlace>(layout);
+            let r = api::realloc::<GrowInPlace>(q, grown, 3 << 20);
+            assert_ne!(r, q);
+            check(r, 100_000, 5);
+            assert_eq!(*r.add((1 << 20) - 1), 7);
+            api::dealloc::<GrowInPlace>(r, Layout::from_size_align(3 << 20, 16).unwrap());
+            api::dealloc::<GrowInPlace>(other, layout);
+        }
+    })
+    .join()
+    .unwrap();
+}
