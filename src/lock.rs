@@ -158,7 +158,7 @@ mod tests {
 mod loom_tests {
     use super::*;
     use crate::span::{Span, SpanStack};
-    use loom::cell::UnsafeCell as LoomCell;
+    use loom::cell::UnsafeCell as LoomUnsafeCell;
     use loom::sync::Arc;
     use loom::thread;
 
@@ -178,7 +178,7 @@ mod loom_tests {
     /// a `loom` cell, so an access not ordered after the previous holder's (a lock that
     /// failed to acquire or release) fails the model.
     fn increments(threads: usize, per_thread: usize) {
-        let lock = Arc::new(SpinLock::new((0usize, LoomCell::new(0usize))));
+        let lock = Arc::new(SpinLock::new((0usize, LoomUnsafeCell::new(0usize))));
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let lock = Arc::clone(&lock);
@@ -215,7 +215,7 @@ mod loom_tests {
     /// count.
     struct Cache {
         stack: SpanStack,
-        shadow: LoomCell<usize>,
+        shadow: LoomUnsafeCell<usize>,
     }
     // SAFETY: the raw span pointers are only followed under the lock.
     unsafe impl Send for Cache {}
@@ -255,7 +255,7 @@ mod loom_tests {
         let spans = headers(threads + 1);
         let cache = Arc::new(SpinLock::new(Cache {
             stack: SpanStack::EMPTY,
-            shadow: LoomCell::new(0),
+            shadow: LoomUnsafeCell::new(0),
         }));
         {
             let mut c = cache.lock();
