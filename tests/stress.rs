@@ -15,9 +15,9 @@
 
 mod common;
 
-use common::{check, fill, layout, XorShift};
+use common::{layout, Raw, XorShift};
 use rpmalloc::define_rpmalloc;
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::GlobalAlloc;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,40 +45,6 @@ fn scale(full: usize) -> usize {
     match std::env::var("RPMALLOC_STRESS").as_deref() {
         Ok("full") => full,
         _ => 1,
-    }
-}
-
-/// A raw block in flight between threads.
-#[derive(Debug)]
-struct Raw {
-    addr: usize,
-    layout: Layout,
-    seed: u64,
-}
-
-impl Raw {
-    fn new(a: &dyn GlobalAlloc, layout: Layout, seed: u64) -> Raw {
-        // SAFETY: non-zero size.
-        let p = unsafe { a.alloc(layout) };
-        assert!(!p.is_null(), "{layout:?} refused");
-        assert_eq!(p as usize % layout.align(), 0, "{layout:?} misaligned");
-        // SAFETY: p holds layout.size() bytes.
-        unsafe { fill(p, layout.size(), seed) };
-        Raw {
-            addr: p as usize,
-            layout,
-            seed,
-        }
-    }
-
-    /// Checks the contents and frees the block with `a`, which allocated it.
-    fn check_and_free(self, a: &dyn GlobalAlloc, what: &str) {
-        let p = self.addr as *mut u8;
-        // SAFETY: a live block of `a` with this layout, freed once.
-        unsafe {
-            check(p, self.layout.size(), self.seed, what);
-            a.dealloc(p, self.layout);
-        }
     }
 }
 

@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::{check, fill, layout, XorShift};
+use common::{layout, Raw, XorShift};
 use rpmalloc::define_rpmalloc;
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::GlobalAlloc;
 use std::sync::mpsc;
 use std::thread;
 
@@ -22,39 +22,6 @@ define_rpmalloc!(Stranding, < enable_statistics: true >);
 
 #[global_allocator]
 static GLOBAL: FastAlloc = FastAlloc;
-
-/// A raw block that outlived the thread that allocated it.
-struct Raw {
-    addr: usize,
-    layout: Layout,
-    seed: u64,
-}
-
-impl Raw {
-    fn new(a: &dyn GlobalAlloc, layout: Layout, seed: u64) -> Raw {
-        // SAFETY: non-zero size.
-        let p = unsafe { a.alloc(layout) };
-        assert!(!p.is_null(), "{layout:?}");
-        assert_eq!(p as usize % layout.align(), 0);
-        // SAFETY: p holds layout.size() bytes.
-        unsafe { fill(p, layout.size(), seed) };
-        Raw {
-            addr: p as usize,
-            layout,
-            seed,
-        }
-    }
-
-    /// Checks the contents and frees the block with `a`, which allocated it.
-    fn check_and_free(self, a: &dyn GlobalAlloc, what: &str) {
-        let p = self.addr as *mut u8;
-        // SAFETY: a live block of `a` with this layout, freed once.
-        unsafe {
-            check(p, self.layout.size(), self.seed, what);
-            a.dealloc(p, self.layout);
-        }
-    }
-}
 
 /// What one short-lived thread leaves behind.
 struct Leftovers {

@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::{check, fill, layout};
+use common::{layout, Raw};
 use rpmalloc::define_rpmalloc;
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::GlobalAlloc;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Mutex, OnceLock};
@@ -23,41 +23,6 @@ define_rpmalloc!(Counted, < enable_statistics: true >);
 
 #[global_allocator]
 static GLOBAL: FastAlloc = FastAlloc;
-
-/// A raw block that outlives the thread that allocated it.
-#[derive(Debug)]
-struct Raw {
-    addr: usize,
-    layout: Layout,
-    seed: u64,
-}
-
-impl Raw {
-    fn new(a: &dyn GlobalAlloc, size: usize, align: usize, seed: u64) -> Raw {
-        let layout = layout(size, align);
-        // SAFETY: non-zero size.
-        let p = unsafe { a.alloc(layout) };
-        assert!(!p.is_null(), "{layout:?} refused");
-        assert_eq!(p as usize % align, 0);
-        // SAFETY: p holds `size` bytes.
-        unsafe { fill(p, size, seed) };
-        Raw {
-            addr: p as usize,
-            layout,
-            seed,
-        }
-    }
-
-    /// Checks the contents and frees the block with `a`, which allocated it.
-    fn check_and_free(self, a: &dyn GlobalAlloc, what: &str) {
-        let p = self.addr as *mut u8;
-        // SAFETY: a live block of `a` with this layout, freed once.
-        unsafe {
-            check(p, self.layout.size(), self.seed, what);
-            a.dealloc(p, self.layout);
-        }
-    }
-}
 
 /// The bytes thread `id` puts in its vectors.
 fn bytes_of(id: u64, len: usize) -> Vec<u8> {
@@ -112,10 +77,10 @@ impl Drop for Teardown {
         }
         // Allocate new blocks of all kinds.
         let raw = vec![
-            Raw::new(&Direct, 48, 8, id * 10),
-            Raw::new(&Direct, 20_000, 64, id * 10 + 1),
-            Raw::new(&Direct, 300_000, 16, id * 10 + 2),
-            Raw::new(&GLOBAL, 5 << 20, 4096, id * 10 + 3),
+            Raw::new(&Direct, layout(48, 8), id * 10),
+            Raw::new(&Direct, layout(20_000, 64), id * 10 + 1),
+            Raw::new(&Direct, layout(300_000, 16), id * 10 + 2),
+            Raw::new(&GLOBAL, layout(5 << 20, 4096), id * 10 + 3),
         ];
         let handout = Handout {
             id,
@@ -149,7 +114,7 @@ fn tls_destructors_allocate_free_and_hand_out() {
                             (0..8).map(|i| bytes_of(id, 100 + i * 1000)).collect();
                         *t.early.borrow_mut() = early;
                         *t.early_raw.borrow_mut() = (0..4)
-                            .map(|i| Raw::new(&Direct, 64 << (i * 4), 16, id * 100 + i))
+                            .map(|i| Raw::new(&Direct, layout(64 << (i * 4), 16), id * 100 + i))
                             .collect();
                     });
                 })
@@ -310,10 +275,14 @@ unsafe extern "C" fn key_destructor(value: *mut libc::c_void) {
             round: payload.round,
             bytes: bytes_of(id + u64::from(payload.round), 50_000),
             text: format!("key {id} round {}", payload.round),
-            direct: Raw::new(&Direct, 1000 + payload.round as usize * 40_000, 32, seed),
+            direct: Raw::new(
+                &Direct,
+                layout(1000 + payload.round as usize * 40_000, 32),
+                seed,
+            ),
             counted: payload
                 .counted
-                .then(|| Raw::new(&Counted, 200 << 10, 16, seed + 1)),
+                .then(|| Raw::new(&Counted, layout(200 << 10, 16), seed + 1)),
         };
         payload.out.lock().unwrap().push(handout);
         if payload.rounds_left > 0 {
@@ -405,7 +374,7 @@ fn pthread_key_destructors_allocate_after_the_heap_is_retired() {
                 thread::spawn(move || {
                     // Half the threads use Direct while alive; the others touch it for
                     // the first time in the key destructor.
-                    let early_raw = (id % 2 == 0).then(|| Raw::new(&Direct, 5000, 16, id));
+                    let early_raw = (id % 2 == 0).then(|| Raw::new(&Direct, layout(5000, 16), id));
                     arm(KeyPayload {
                         id,
                         rounds_left: 1,
@@ -443,7 +412,7 @@ fn late_teardown_allocations_keep_heaps_reused() {
     // Counted heap was retired.
     for id in 0..THREADS {
         let h = thread::spawn(move || {
-            let alive = Raw::new(&Counted, 3000, 16, id + 5000);
+            let alive = Raw::new(&Counted, layout(3000, 16), id + 5000);
             arm(KeyPayload {
                 id,
                 rounds_left: 0,

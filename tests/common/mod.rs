@@ -3,7 +3,7 @@
 //! builds, and a small xorshift generator (no `rand` dependency).
 #![allow(dead_code)]
 
-use std::alloc::Layout;
+use std::alloc::{GlobalAlloc, Layout};
 use std::ops::Range;
 
 /// Every byte below this offset is written and checked; beyond it only samples are.
@@ -187,5 +187,43 @@ impl XorShift {
         let bits = self.range(lo_bits as usize..hi_bits as usize);
         let base = 1usize << bits;
         (base + self.range(0..base)).clamp(lo, hi)
+    }
+}
+
+/// A raw block of a `GlobalAlloc`, filled with its seed's pattern, that can cross threads.
+#[derive(Debug)]
+pub struct Raw {
+    /// The block's address.
+    pub addr: usize,
+    /// The layout it was allocated with.
+    pub layout: Layout,
+    /// The pattern seed it was filled with.
+    pub seed: u64,
+}
+
+impl Raw {
+    /// Allocates `layout` from `a`, checks alignment and fills the block.
+    pub fn new(a: &dyn GlobalAlloc, layout: Layout, seed: u64) -> Raw {
+        // SAFETY: the tests only use non-zero sizes.
+        let p = unsafe { a.alloc(layout) };
+        assert!(!p.is_null(), "{layout:?} refused");
+        assert_eq!(p as usize % layout.align(), 0, "{layout:?} misaligned");
+        // SAFETY: p holds layout.size() bytes.
+        unsafe { fill(p, layout.size(), seed) };
+        Raw {
+            addr: p as usize,
+            layout,
+            seed,
+        }
+    }
+
+    /// Checks the contents and frees the block with `a`, which allocated it.
+    pub fn check_and_free(self, a: &dyn GlobalAlloc, what: &str) {
+        let p = self.addr as *mut u8;
+        // SAFETY: a live block of `a` with this layout, freed once.
+        unsafe {
+            check(p, self.layout.size(), self.seed, what);
+            a.dealloc(p, self.layout);
+        }
     }
 }
