@@ -334,11 +334,13 @@ fn drain_orphan<C: Config>(heap: *mut Heap<C>) {
 #[inline]
 pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
     let align = layout.align();
+    // The block's usable size where known: the basis of the move's headroom.
+    let mut usable = layout.size();
     if align < C::SPAN_SIZE {
         let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
         // SAFETY: a live block with alignment below the span size: valid header.
         unsafe {
-            let usable = match (*span).kind {
+            usable = match (*span).kind {
                 Kind::Small => {
                     block_start(span, ptr) as usize + (*span).block_size as usize - ptr as usize
                 }
@@ -357,7 +359,7 @@ pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) 
                             return moved;
                         }
                     }
-                    0
+                    return realloc_move::<C>(ptr, layout, layout.size(), new_size);
                 }
             };
             // Shrinking to under half moves, so a small block does not pin a big one;
@@ -368,12 +370,9 @@ pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) 
         }
     }
     // SAFETY: forwarded contract (the new layout is valid per GlobalAlloc::realloc).
-    unsafe { realloc_move::<C>(ptr, layout, new_size) }
+    unsafe { realloc_move::<C>(ptr, layout, usable, new_size) }
 }
 
-/// Moves a block. A block that grows gets at least 37.5 % headroom (rpmalloc's rule), so
-/// a buffer growing in small steps is copied O(log n) times instead of once per step; the
-/// headroom is used by later in-place reallocs.
 /// Grows a large block over the spans that follow its run when they are the calling
 /// thread's unused reserve (runs are carved from the reserve in order, so a growing buffer
 /// often sits right before it): no copy.
@@ -397,12 +396,23 @@ unsafe fn grow_large_in_place<C: Config>(span: *mut Span, ptr: *mut u8, new_size
     unsafe { Heap::<C>::from_bins(bins).extend_run(span, needed) }
 }
 
+/// Moves a block. A block that grows gets at least 37.5 % headroom over its usable size
+/// (rpmalloc's rule), so a buffer growing in small steps is copied O(log n) times instead
+/// of once per step; the headroom is used by later in-place reallocs. Only the caller's
+/// `layout.size()` bytes are copied: the rest of the usable size holds nothing it asked for.
+///
+/// # Safety
+/// As `GlobalAlloc::realloc`; `usable >= layout.size()` is the block's usable size.
 #[cold]
-unsafe fn realloc_move<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-    let old_size = layout.size();
-    let headroom = old_size + (old_size >> 2) + (old_size >> 3);
+unsafe fn realloc_move<C: Config>(
+    ptr: *mut u8,
+    layout: Layout,
+    usable: usize,
+    new_size: usize,
+) -> *mut u8 {
+    let headroom = usable + (usable >> 2) + (usable >> 3);
     let mut new = ptr::null_mut();
-    if new_size > old_size && headroom > new_size {
+    if new_size > usable && headroom > new_size {
         if let Ok(padded) = Layout::from_size_align(headroom, layout.align()) {
             // SAFETY: a valid non-zero layout.
             new = unsafe { alloc::<C>(padded) };
