@@ -120,17 +120,35 @@ impl<C: Config> Global<C> {
         from: &mut SpanStack,
         count: usize,
     ) {
-        let (chain, n) = from.take_chain(count);
+        let (mut chain, n) = from.take_chain(count);
         if n == 0 {
             return;
         }
         if C::ENABLE_GLOBAL_CACHE {
             let limit = C::global_cache_limit(span_count);
             let mut cache = self.cache[span_count - 1].lock();
-            if cache.spans.saturating_add(n) <= limit {
-                // SAFETY: a chain of n free runs per the contract.
-                unsafe { cache.push_batch(chain, n) };
-                return;
+            let room = limit.saturating_sub(cache.spans).min(n);
+            if room > 0 {
+                // Fill the cache to its limit (as rpmalloc does) and give back only the
+                // rest: dropping the whole batch would keep the cache a batch short of its
+                // limit and send spans to the OS that the next thread maps right back.
+                let rest = if room == n {
+                    ptr::null_mut()
+                } else {
+                    // SAFETY: the chain holds n > room free runs linked by `next`.
+                    unsafe {
+                        let mut last = chain;
+                        for _ in 1..room {
+                            last = (*last).next;
+                        }
+                        let rest = (*last).next;
+                        (*last).next = ptr::null_mut();
+                        rest
+                    }
+                };
+                // SAFETY: a chain of `room` free runs per the contract.
+                unsafe { cache.push_batch(chain, room) };
+                chain = rest;
             }
         }
         let mut span = chain;
