@@ -241,7 +241,7 @@ unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins)
                 if (*span).heap == bins.cast() {
                     Heap::<C>::from_bins(bins).free_small(span, block);
                 } else {
-                    free_remote::<C>((*span).heap.cast(), block.cast());
+                    free_remote::<C>(span, block.cast());
                 }
             }
             Kind::Large => {
@@ -273,34 +273,43 @@ unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
     }
 }
 
-/// Hands a block to its owning heap through the heap's lock-free deferred list. If the
-/// heap has no thread (orphaned), frees it on the heap's behalf under the orphan lock so
-/// memory of exited threads still goes back.
+/// Frees a block of another heap's span onto the span's lock-free remote list. If that
+/// took the span's notify flag, sends the span to its heap as a notice; and if the heap
+/// has no thread (orphaned), settles the heap's notices on its behalf under the orphan
+/// lock, so memory of exited threads still goes back.
 ///
 /// # Safety
-/// `block` is the start of an allocated block of a small span owned by `heap`.
-unsafe fn free_remote<C: Config>(heap: *mut Heap<C>, block: *mut Block) {
-    // SAFETY: the heap outlives its spans (heaps are never unmapped). Only its atomic
-    // fields are reached, through field pointers: the owner may be mutating the rest.
-    let (deferred, orphaned) = unsafe { (&(*heap).deferred, &(*heap).orphaned) };
-    // SAFETY: the block is being freed, on no list; its first word becomes the link.
-    unsafe { deferred.push(block) };
-    // SeqCst pairs with `Heap::orphan`: either we see the flag, or its drain sees our push.
+/// `block` is the start of an allocated block of the small span `span`.
+unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
+    // SAFETY: the span is live while its block is out; read the owner before the push
+    // (after it the owner may take the block and release the span).
+    let heap = unsafe { (*span).heap }.cast::<Heap<C>>();
+    // SAFETY: per the contract; only the span's atomic word is shared.
+    if !unsafe { (*span).remote.push(span.cast(), block) } {
+        return;
+    }
+    // We took the notify flag: the owner keeps the span until this notice arrives.
+    // SAFETY: heaps are never unmapped. Only its atomic fields are reached, through field
+    // pointers: the owner may be mutating the rest.
+    let (notices, orphaned) = unsafe { (&(*heap).notices, &(*heap).orphaned) };
+    // SAFETY: the span's notice link is ours to write until the push publishes it.
+    unsafe { notices.push(&raw mut (*span).notice_link) };
+    // SeqCst pairs with `Heap::orphan`: either we see the flag, or its take sees our push.
     if orphaned.load(Ordering::SeqCst) {
         drain_orphan::<C>(heap);
     }
 }
 
-/// Frees an orphaned heap's deferred blocks on its behalf, under the orphan lock. One
-/// thread drains a given heap at a time (its `draining` flag): the others only push and
-/// leave, instead of all queueing on the lock (seen as `sched_yield` storms in `rpbench`
-/// at 8 threads). After dropping the flag the drainer looks again, so a block pushed by a
+/// Settles an orphaned heap's notices on its behalf, under the orphan lock. One thread
+/// drains a given heap at a time (its `draining` flag): the others only push and leave,
+/// instead of all queueing on the lock (seen as `sched_yield` storms in `rpbench` at 8
+/// threads). After dropping the flag the drainer looks again, so a notice pushed by a
 /// thread that saw the flag set is never left behind.
 #[cold]
 fn drain_orphan<C: Config>(heap: *mut Heap<C>) {
     // SAFETY: heaps are never unmapped; outside the lock only atomic fields are reached.
-    let (deferred, orphaned, draining) =
-        unsafe { (&(*heap).deferred, &(*heap).orphaned, &(*heap).draining) };
+    let (notices, orphaned, draining) =
+        unsafe { (&(*heap).notices, &(*heap).orphaned, &(*heap).draining) };
     loop {
         if draining.swap(true, Ordering::SeqCst) {
             // The drainer will see our push: our push and this swap precede its release
@@ -312,14 +321,14 @@ fn drain_orphan<C: Config>(heap: *mut Heap<C>) {
             // SAFETY: under the orphan lock an orphaned heap is ours to operate on; the
             // flag is rechecked under the lock in case a thread adopted it meanwhile.
             unsafe {
-                while orphaned.load(Ordering::Relaxed) && !deferred.is_empty_relaxed() {
-                    (*heap).drain_deferred();
+                while orphaned.load(Ordering::Relaxed) && !notices.is_empty_relaxed() {
+                    (*heap).take_notices();
                 }
             }
         }
         draining.store(false, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if !orphaned.load(Ordering::Relaxed) || deferred.is_empty_relaxed() {
+        if !orphaned.load(Ordering::Relaxed) || notices.is_empty_relaxed() {
             return;
         }
     }

@@ -1,10 +1,15 @@
 //! The per-thread heap: size-class bins, partial spans, the thread span cache, the span
-//! reserve, and the list of blocks other threads freed.
+//! reserve, and the notices of spans other threads freed into.
 //!
 //! A heap is used by one thread at a time: the thread that owns it, or — once that thread
 //! has exited and the heap is orphaned — whoever holds the global orphan lock. Nothing in a
-//! heap is atomic except the deferred-free list (pushed by other threads) and the orphaned
-//! flag.
+//! heap is atomic except the notice list (pushed by other threads) and the orphaned flag;
+//! in a span, only its remote-free word ([`RemoteList`]).
+//!
+//! Blocks freed by other threads wait on their span's remote list. The owner takes a
+//! span's whole list in O(1), without touching the blocks, when that span runs dry. Spans
+//! in none of the heap's lists (full ones) are *armed*: the first remote free sends the
+//! span to the heap as a notice, and the heap puts it back into use.
 //!
 //! Small spans: the bin of a size class points at the class's *active* span and the fast
 //! path pops that span's free list. `used` counts allocated blocks plus one while a span is
@@ -14,6 +19,7 @@
 use crate::config::Config;
 use crate::deferred::DeferredList;
 use crate::params::Params;
+use crate::remote::RemoteList;
 use crate::size_class::MAX_CLASS_COUNT;
 use crate::span::{
     Block, Kind, Span, SpanDList, SpanStack, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE,
@@ -42,6 +48,7 @@ unsafe impl Sync for SyncSpan {}
 pub(crate) static EMPTY_SPAN: SyncSpan = SyncSpan(Span {
     fast_owner: AtomicPtr::new(ptr::null_mut()),
     free_list: ptr::null_mut(),
+    remote: RemoteList::new(),
     used: 0,
     block_count: 0,
     limit: 0,
@@ -49,10 +56,14 @@ pub(crate) static EMPTY_SPAN: SyncSpan = SyncSpan(Span {
     class: 0,
     kind: Kind::Small,
     state: State::Full,
+    armed: false,
     aligned_blocks: AtomicBool::new(false),
     heap: ptr::null_mut(),
     prev: ptr::null_mut(),
     next: ptr::null_mut(),
+    notice_link: Block {
+        next: ptr::null_mut(),
+    },
     span_count: 0,
     offset_from_master: 0,
     total_spans: 0,
@@ -90,8 +101,9 @@ pub(crate) const fn empty_bins() -> *mut Bins {
 pub(crate) struct Heap<C> {
     /// The fast-path view.
     pub bins: Bins,
-    /// Blocks of this heap's small spans freed by other threads.
-    pub deferred: DeferredList,
+    /// Notices from other threads: spans that were in none of this heap's lists (see
+    /// [`RemoteList`]) and received a remote free. Linked through `Span::notice_link`.
+    pub notices: DeferredList,
     /// Set while the heap has no thread (on the orphan list).
     pub orphaned: AtomicBool,
     /// Set while some thread drains this orphaned heap on its behalf (`api::drain_orphan`).
@@ -122,7 +134,7 @@ impl<C: Config> Heap<C> {
         bins: Bins {
             active: [empty_span(); MAX_CLASS_COUNT],
         },
-        deferred: DeferredList::new(),
+        notices: DeferredList::new(),
         orphaned: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         partial: [ptr::null_mut(); MAX_CLASS_COUNT],
@@ -199,8 +211,8 @@ impl<C: Config> Heap<C> {
     #[cold]
     #[inline(never)]
     pub(crate) fn alloc_small_slow(&mut self, class: usize) -> *mut u8 {
-        if !self.deferred.is_empty_relaxed() {
-            self.drain_deferred();
+        if !self.notices.is_empty_relaxed() {
+            self.take_notices();
         }
         loop {
             let span = self.bins.active[class];
@@ -213,11 +225,19 @@ impl<C: Config> Heap<C> {
                     return block.cast();
                 }
                 if span != empty_span() {
+                    if (*span).remote.has_blocks() {
+                        Self::take_remote(span);
+                        continue;
+                    }
                     if (*span).limit < (*span).block_count {
                         Self::carve(span);
                         continue;
                     }
-                    // Every block is out: the span leaves the bin until a free returns one.
+                    // Every block is out: the span leaves the bin until a free returns one;
+                    // armed, so a remote free tells us.
+                    if !Self::arm(span) {
+                        continue;
+                    }
                     (*span).state = State::Full;
                     (*span).used -= 1;
                     self.bins.active[class] = empty_span();
@@ -248,6 +268,10 @@ impl<C: Config> Heap<C> {
         unsafe {
             (*span).fast_owner.store(id, Ordering::Relaxed);
             (*span).free_list = ptr::null_mut();
+            // Released spans had no blocks out, so no remote list and no flag.
+            debug_assert!((*span).remote.is_clear());
+            (*span).remote.reset();
+            (*span).armed = false;
             (*span).used = 1;
             (*span).block_count = C::CLASSES.block_count[class];
             (*span).limit = 0;
@@ -330,8 +354,7 @@ impl<C: Config> Heap<C> {
                 if (*span).state == State::Partial {
                     SpanDList::remove(&mut self.partial[class], span);
                 }
-                (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
-                self.release_spans(span);
+                self.release_small(span);
             } else if (*span).state == State::Full {
                 (*span).state = State::Partial;
                 SpanDList::push(&mut self.partial[class], span);
@@ -339,18 +362,115 @@ impl<C: Config> Heap<C> {
         }
     }
 
-    /// Collects the blocks other threads freed into this heap and frees them locally.
+    /// Moves the blocks other threads freed into `span` onto its free list: O(1), the
+    /// blocks are not touched. Returns false if there were none.
+    ///
+    /// # Safety
+    /// `span` is a small span of this heap.
+    #[inline]
+    unsafe fn take_remote(span: *mut Span) -> bool {
+        // SAFETY: per the contract; the taken blocks are free blocks of the span, and the
+        // tail is one of them.
+        unsafe {
+            let taken = (*span).remote.take(span.cast());
+            if taken.count == 0 {
+                return false;
+            }
+            (*taken.tail).next = (*span).free_list;
+            (*span).free_list = taken.head;
+            (*span).used -= taken.count;
+        }
+        true
+    }
+
+    /// Arms `span` (sets its remote list's notify flag) so the next remote free sends it to this
+    /// heap. False, and nothing armed, if remote frees are waiting: the caller takes them
+    /// instead. A span that is already armed stays so (its notice may be on the way).
+    ///
+    /// # Safety
+    /// `span` is a small span of this heap.
+    unsafe fn arm(span: *mut Span) -> bool {
+        // SAFETY: per the contract; `armed` is owner-only.
+        unsafe {
+            if (*span).armed {
+                return true;
+            }
+            let armed = (*span).remote.arm();
+            (*span).armed = armed;
+            armed
+        }
+    }
+
+    /// Releases a small span that has no block out and is in no list — unless a notice
+    /// for it is on its way to this heap, in which case it waits as `Releasing` and the
+    /// notice releases it.
+    ///
+    /// # Safety
+    /// `span` is a small span of this heap with `used == 0`, in no list.
+    unsafe fn release_small(&mut self, span: *mut Span) {
+        // SAFETY: per the contract; `armed` is owner-only.
+        unsafe {
+            if (*span).armed {
+                if !(*span).remote.disarm() {
+                    (*span).state = State::Releasing;
+                    return;
+                }
+                (*span).armed = false;
+            }
+            (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
+            self.release_spans(span);
+        }
+    }
+
+    /// Takes the spans other threads sent as notices and puts each back where it belongs.
     #[cold]
-    pub(crate) fn drain_deferred(&mut self) {
-        let mut block = self.deferred.take_all();
-        while !block.is_null() {
-            // SAFETY: deferred blocks are block starts of this heap's small spans, pushed
-            // with release ordering by the freeing thread.
+    pub(crate) fn take_notices(&mut self) {
+        let mut link = self.notices.take_all();
+        while !link.is_null() {
+            // SAFETY: notices are `notice_link`s of this heap's small span headers, pushed
+            // with release ordering; the header is found by masking.
             unsafe {
-                let next = (*block).next;
-                let span = (block as usize & C::SPAN_MASK) as *mut Span;
-                self.free_small(span, block.cast());
-                block = next;
+                let next = (*link).next;
+                let span = (link as usize & C::SPAN_MASK) as *mut Span;
+                (*span).armed = false;
+                self.settle(span, self.orphaned.load(Ordering::Relaxed));
+                link = next;
+            }
+        }
+    }
+
+    /// Takes a span's remote blocks and moves it to the list its state calls for:
+    /// released when empty, partial when it has free blocks; armed when no one would
+    /// otherwise look at it (full, or partial with `watch_partial`: a heap without a
+    /// thread allocates from none of them).
+    ///
+    /// # Safety
+    /// `span` is a small span of this heap.
+    unsafe fn settle(&mut self, span: *mut Span, watch_partial: bool) {
+        // SAFETY: per the contract; list membership follows `state`.
+        unsafe {
+            loop {
+                Self::take_remote(span);
+                let class = (*span).class as usize;
+                let state = (*span).state;
+                if (*span).used == 0 {
+                    // Active spans hold +1, so this one is in a list or none.
+                    if state == State::Partial {
+                        SpanDList::remove(&mut self.partial[class], span);
+                    }
+                    self.release_small(span);
+                    return;
+                }
+                if state == State::Active {
+                    return;
+                }
+                if state == State::Full && !(*span).free_list.is_null() {
+                    (*span).state = State::Partial;
+                    SpanDList::push(&mut self.partial[class], span);
+                }
+                if !(watch_partial || (*span).state == State::Full) || Self::arm(span) {
+                    return;
+                }
             }
         }
     }
@@ -529,26 +649,35 @@ impl<C: Config> Heap<C> {
     pub(crate) fn orphan(&mut self) {
         let global = C::global();
         // The heavy part runs while we still own the heap, outside the orphan lock (many
-        // threads exiting at once queued behind each other here): other threads only push
-        // to `deferred` while the heap is not orphaned.
-        self.drain_deferred();
+        // threads exiting at once queued behind each other here): other threads only send
+        // notices while the heap is not orphaned.
+        self.take_notices();
         for class in 0..MAX_CLASS_COUNT {
             let span = self.bins.active[class];
-            if span == empty_span() {
-                continue;
-            }
             self.bins.active[class] = empty_span();
-            // SAFETY: an active span of this heap.
-            unsafe {
-                (*span).used -= 1;
-                if (*span).used == 0 {
-                    (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
-                    self.release_spans(span);
-                } else if !(*span).free_list.is_null() || (*span).limit < (*span).block_count {
-                    (*span).state = State::Partial;
-                    SpanDList::push(&mut self.partial[class], span);
-                } else {
-                    (*span).state = State::Full;
+            // SAFETY: an active span of this heap; it joins the list its state calls for.
+            if span != empty_span() {
+                unsafe {
+                    (*span).used -= 1;
+                    if !(*span).free_list.is_null() || (*span).limit < (*span).block_count {
+                        (*span).state = State::Partial;
+                        SpanDList::push(&mut self.partial[class], span);
+                    } else {
+                        (*span).state = State::Full;
+                        self.settle(span, true);
+                    }
+                }
+            }
+            // No thread will allocate from the partial spans: arm them all (releasing the
+            // ones remote frees already emptied), so remote frees bring them back.
+            let mut span = self.partial[class];
+            while !span.is_null() {
+                // SAFETY: partial spans of this heap; `next` is read before `settle` may
+                // unlink the span.
+                unsafe {
+                    let next = (*span).next;
+                    self.settle(span, true);
+                    span = next;
                 }
             }
         }
@@ -559,14 +688,14 @@ impl<C: Config> Heap<C> {
             unsafe { global.cache_insert(count, cache, n) };
         }
         let mut orphans = global.orphans.lock();
-        // Set before the last drain (SeqCst, paired with the push then load in
-        // `api::free_remote`): a thread that pushes after that drain sees the flag and
-        // drains itself. Spans the drain empties go to the global cache (orphaned).
+        // Set before the last take (SeqCst, paired with the notice push then load in
+        // `api::free_remote`): a thread that sends a notice after that take sees the flag
+        // and settles the span itself. Spans emptied from now on go to the global cache.
         self.orphaned.store(true, Ordering::SeqCst);
-        // The drain's swap must not be ordered before the flag store (pushers load the flag
+        // The take's swap must not be ordered before the flag store (pushers load the flag
         // after pushing); `take_all` is only Acquire, so fence.
         core::sync::atomic::fence(Ordering::SeqCst);
-        self.drain_deferred();
+        self.take_notices();
         // The reserve stays: it is untouched address space, and the next thread to adopt
         // this heap carves from it instead of mapping (and pinning) a mapping of its own.
         self.next_orphan = *orphans;

@@ -42,6 +42,7 @@ mod lock;
 mod os;
 #[cfg(not(loom))]
 mod params;
+mod remote;
 mod size_class;
 mod span;
 #[cfg(not(loom))]

@@ -10,6 +10,7 @@
 //! *master*: it counts the spans of the mapping that are not yet released and unmaps the
 //! whole mapping when the count drops to zero. Every run records its offset from the master.
 
+use crate::remote::RemoteList;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32};
 
@@ -46,6 +47,10 @@ pub(crate) enum State {
     Partial = 1,
     /// Every block is allocated; in no list.
     Full = 2,
+    /// Emptied while a remote-free notice was on its way to the heap: in no list, and
+    /// released when the notice arrives (releasing it earlier would let the notice name a
+    /// span that is already someone else's).
+    Releasing = 3,
 }
 
 /// The span header. Fields the free fast path reads come first.
@@ -57,6 +62,8 @@ pub(crate) struct Span {
     pub fast_owner: AtomicPtr<u8>,
     /// Free blocks of this span (small spans).
     pub free_list: *mut Block,
+    /// Blocks other threads freed, not yet taken by the owner.
+    pub remote: RemoteList,
     /// Allocated blocks, plus one while the span is its class's active span.
     pub used: u32,
     /// Blocks this span holds.
@@ -71,6 +78,10 @@ pub(crate) struct Span {
     pub kind: Kind,
     /// Where it sits in its heap (small spans).
     pub state: State,
+    /// The owner armed `remote` (set its notify flag) and has not yet received the notice:
+    /// the flag is still set, or a remote freer took it and is delivering the span to the
+    /// heap. Owner-only.
+    pub armed: bool,
     /// Some block was handed out at an offset inside it for alignment, so frees must round
     /// down to the block start.
     /// Atomic (relaxed) for the same reason as `fast_owner`.
@@ -81,6 +92,8 @@ pub(crate) struct Span {
     pub prev: *mut Span,
     /// Links in a partial list or a span cache.
     pub next: *mut Span,
+    /// Link in the owning heap's notice list (see [`RemoteList`]).
+    pub notice_link: Block,
     /// Spans in this run.
     pub span_count: u32,
     /// Distance in spans to the master of the mapping.

@@ -2,20 +2,20 @@
 //! under `--cfg loom` so `loom` can explore their interleavings.
 //!
 //! In a normal build these are plain re-exports of `core`/`std` items: the same types and
-//! functions, so the generated code is unchanged. Only `src/deferred.rs` and
-//! `src/lock.rs` use them; the rest of the crate keeps `core::sync::atomic` (its statics
+//! functions, so the generated code is unchanged. Only `src/deferred.rs`, `src/remote.rs`
+//! and `src/lock.rs` use them; the rest of the crate keeps `core::sync::atomic` (its statics
 //! need `const` constructors, which `loom`'s atomics do not have, so it is compiled out
 //! under `--cfg loom`; see `lib.rs`).
 
 #[cfg(not(loom))]
 #[allow(unused_imports)]
 pub(crate) use core::sync::atomic::{
-    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(loom)]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{
-    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 
 /// Busy-wait hint inside a spin loop (`loom`: a yield to the model's scheduler).

@@ -362,3 +362,106 @@ fn large_blocks_grow_in_place_over_the_reserve() {
     .join()
     .unwrap();
 }
+
+// Each used by one test only, so its counters see nothing else. One span per mapping and
+// no caches: a released span is unmapped at once and `mapped` shows it.
+test_config!(
+    RemoteLive,
+    typenum::U65536,
+    ENABLE_THREAD_CACHE: bool = false,
+    ENABLE_GLOBAL_CACHE: bool = false,
+    ENABLE_STATISTICS: bool = true,
+    SPAN_MAP_COUNT: usize = 1,
+);
+test_config!(
+    RemoteOrphan,
+    typenum::U65536,
+    ENABLE_THREAD_CACHE: bool = false,
+    ENABLE_GLOBAL_CACHE: bool = false,
+    ENABLE_STATISTICS: bool = true,
+    SPAN_MAP_COUNT: usize = 1,
+);
+
+/// Allocates `n` filled 1000-byte blocks of `C` (about 64 per 64 KiB span), as addresses.
+fn filled_blocks<C: crate::Config>(n: usize) -> Vec<usize> {
+    let layout = Layout::from_size_align(1000, 16).unwrap();
+    (0..n)
+        .map(|i| {
+            // SAFETY: valid layout.
+            let p = unsafe { api::alloc::<C>(layout) };
+            assert!(!p.is_null());
+            fill(p, 1000, i as u8);
+            p as usize
+        })
+        .collect()
+}
+
+/// Checks and frees blocks from [`filled_blocks`] on a new thread (remote frees).
+fn free_on_other_thread<C: crate::Config>(blocks: Vec<usize>) {
+    std::thread::spawn(move || {
+        let layout = Layout::from_size_align(1000, 16).unwrap();
+        for (i, &p) in blocks.iter().enumerate() {
+            check(p as *mut u8, 1000, i as u8);
+            // SAFETY: allocated by another thread with this layout.
+            unsafe { api::dealloc::<C>(p as *mut u8, layout) };
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn remote_frees_bring_full_spans_back_to_a_live_owner() {
+    // A fresh thread, so its heap is this test's alone.
+    std::thread::spawn(|| {
+        let span = RemoteLive::SPAN_SIZE;
+        let small = Layout::from_size_align(16, 16).unwrap();
+        // SAFETY: valid layout; sets up the heap (and the 16-byte class) before the baseline.
+        unsafe { api::dealloc::<RemoteLive>(api::alloc::<RemoteLive>(small), small) };
+        let before = api::statistics::<RemoteLive>().unwrap().mapped;
+        let blocks = filled_blocks::<RemoteLive>(64 * 40);
+        let peak = api::statistics::<RemoteLive>().unwrap().mapped;
+        assert!(peak >= before + 39 * span, "before {before} peak {peak}");
+        // Every span but the active one is full: in no list, reachable only through the
+        // notice each one's first remote free sends.
+        free_on_other_thread::<RemoteLive>(blocks);
+        // A refill takes the notices: the emptied spans are released.
+        let medium = Layout::from_size_align(2000, 16).unwrap();
+        // SAFETY: valid layout; freed right away.
+        unsafe { api::dealloc::<RemoteLive>(api::alloc::<RemoteLive>(medium), medium) };
+        let after = api::statistics::<RemoteLive>().unwrap().mapped;
+        // Left: the active spans of the 1000- and 2000-byte classes.
+        assert!(
+            after <= before + 2 * span,
+            "before {before} peak {peak} after {after}"
+        );
+        // The blocks came back for reuse, contents intact.
+        let again = filled_blocks::<RemoteLive>(64 * 40);
+        for (i, &p) in again.iter().enumerate() {
+            check(p as *mut u8, 1000, i as u8);
+        }
+        free_on_other_thread::<RemoteLive>(again);
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn remote_frees_release_an_exited_threads_spans() {
+    let before = api::statistics::<RemoteOrphan>().unwrap().mapped;
+    // The owner allocates and exits: its heap is orphaned with full, partial (the retired
+    // active span) and no empty spans, all armed.
+    let blocks = std::thread::spawn(|| filled_blocks::<RemoteOrphan>(64 * 40 + 10))
+        .join()
+        .unwrap();
+    let held = api::statistics::<RemoteOrphan>().unwrap().mapped;
+    assert!(held >= before + 40 * RemoteOrphan::SPAN_SIZE, "held {held}");
+    // Other threads free everything: the notices are settled on the orphan's behalf.
+    free_on_other_thread::<RemoteOrphan>(blocks);
+    let after = api::statistics::<RemoteOrphan>().unwrap().mapped;
+    // Left: the orphaned heap's record only.
+    assert!(
+        after <= before + RemoteOrphan::SPAN_SIZE,
+        "before {before} held {held} after {after}"
+    );
+}
