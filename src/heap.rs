@@ -230,7 +230,23 @@ impl<C: Config> Heap<C> {
                         continue;
                     }
                     if (*span).limit < (*span).block_count {
-                        Self::carve(span);
+                        let partial = self.partial[class];
+                        if partial.is_null() || (*partial).free_list.is_null() {
+                            Self::carve(span);
+                            continue;
+                        }
+                        // Reuse blocks already freed (pages already touched) before carving
+                        // fresh pages, as rpmalloc does by serving from the head of the
+                        // partial list: the active span, still part-carved, becomes partial
+                        // (it has uncarved blocks, so `used` stays above zero) and the
+                        // partial span with free blocks becomes active below.
+                        (*span).used -= 1;
+                        SpanDList::remove(&mut self.partial[class], partial);
+                        (*span).state = State::Partial;
+                        SpanDList::push(&mut self.partial[class], span);
+                        (*partial).state = State::Active;
+                        (*partial).used += 1;
+                        self.bins.active[class] = partial;
                         continue;
                     }
                     // Every block is out: the span leaves the bin until a free returns one;

@@ -465,3 +465,48 @@ fn remote_frees_release_an_exited_threads_spans() {
         "before {before} held {held} after {after}"
     );
 }
+
+// Used by one test only.
+test_config!(CarveOrder, typenum::U16384, ENABLE_STATISTICS: bool = true);
+
+#[test]
+fn freed_blocks_are_reused_before_fresh_pages_are_carved() {
+    std::thread::spawn(|| {
+        let layout = Layout::from_size_align(16, 16).unwrap();
+        let span_of = |p: *mut u8| p as usize & !(CarveOrder::SPAN_SIZE - 1);
+        // SAFETY (all calls below): valid layout; every block is freed once at the end.
+        let first = unsafe { api::alloc::<CarveOrder>(layout) };
+        let mut live = vec![first];
+        // Fill the first span and start a second one.
+        let second = loop {
+            let p = unsafe { api::alloc::<CarveOrder>(layout) };
+            live.push(p);
+            if span_of(p) != span_of(first) {
+                break span_of(p);
+            }
+        };
+        // A hole in the first (full) span.
+        let hole = live[7];
+        unsafe { api::dealloc::<CarveOrder>(hole, layout) };
+        // The second span serves its carved first page; when that runs out, the hole must
+        // come before any block from a fresh page of the second span.
+        loop {
+            let p = unsafe { api::alloc::<CarveOrder>(layout) };
+            if p == hole {
+                live[7] = p;
+                break;
+            }
+            assert_eq!(span_of(p), second);
+            assert!(
+                p as usize - second < 4096,
+                "carved a fresh page before reusing the hole"
+            );
+            live.push(p);
+        }
+        for p in live {
+            unsafe { api::dealloc::<CarveOrder>(p, layout) };
+        }
+    })
+    .join()
+    .unwrap();
+}
