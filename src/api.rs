@@ -288,7 +288,10 @@ unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
     if !unsafe { (*span).remote.push(span.cast(), block) } {
         return;
     }
-    // We took the notify flag: the owner keeps the span until this notice arrives.
+    // We took the notify flag: the owner keeps the span until this notice arrives. Acquire
+    // the owner's arming (a release): its reads of the notice link from the span's previous
+    // notice then come before our write.
+    fence(Ordering::Acquire);
     // SAFETY: heaps are never unmapped. Only its atomic fields are reached, through field
     // pointers: the owner may be mutating the rest.
     let (notices, orphaned) = unsafe { (&(*heap).notices, &(*heap).orphaned) };

@@ -9,7 +9,8 @@
 //! Blocks freed by other threads wait on their span's remote list. The owner takes a
 //! span's whole list in O(1), without touching the blocks, when that span runs dry. Spans
 //! in none of the heap's lists (full ones) are *armed*: the first remote free sends the
-//! span to the heap as a notice, and the heap puts it back into use.
+//! span to the heap as a notice, and the heap puts it back into use. Partial spans are
+//! *watched* the same way, so the one other threads empty is released.
 //!
 //! Small spans: the bin of a size class points at the class's *active* span and the fast
 //! path pops that span's free list. `used` counts allocated blocks plus one while a span is
@@ -244,6 +245,7 @@ impl<C: Config> Heap<C> {
                         SpanDList::remove(&mut self.partial[class], partial);
                         (*span).state = State::Partial;
                         SpanDList::push(&mut self.partial[class], span);
+                        self.settle(span);
                         (*partial).state = State::Active;
                         (*partial).used += 1;
                         self.bins.active[class] = partial;
@@ -392,7 +394,10 @@ impl<C: Config> Heap<C> {
             if taken.count == 0 {
                 return false;
             }
-            (*taken.tail).next = (*span).free_list;
+            if !(*span).free_list.is_null() {
+                // The chain's tail links to null: only a non-empty list needs splicing.
+                (*taken.tail).next = (*span).free_list;
+            }
             (*span).free_list = taken.head;
             (*span).used -= taken.count;
         }
@@ -449,43 +454,66 @@ impl<C: Config> Heap<C> {
                 let next = (*link).next;
                 let span = (link as usize & C::SPAN_MASK) as *mut Span;
                 (*span).armed = false;
-                self.settle(span, self.orphaned.load(Ordering::Relaxed));
+                self.settle(span);
                 link = next;
             }
         }
     }
 
-    /// Takes a span's remote blocks and moves it to the list its state calls for:
-    /// released when empty, partial when it has free blocks; armed when no one would
-    /// otherwise look at it (full, or partial with `watch_partial`: a heap without a
-    /// thread allocates from none of them).
+    /// Puts a span where its state calls for, after a notice or at thread exit. A full
+    /// span takes its remote blocks (O(1): its free list is empty) and becomes partial, or
+    /// is armed again if none came. A partial span is *watched* (armed, blocks left
+    /// waiting) so that the free that returns its last block sends a notice — or released
+    /// if every block it handed out is back already. An active span is left alone: its
+    /// class takes the remote blocks when it runs dry.
     ///
     /// # Safety
-    /// `span` is a small span of this heap.
-    unsafe fn settle(&mut self, span: *mut Span, watch_partial: bool) {
+    /// `span` is a small span of this heap, in the list its state says.
+    unsafe fn settle(&mut self, span: *mut Span) {
         // SAFETY: per the contract; list membership follows `state`.
         unsafe {
+            let class = (*span).class as usize;
             loop {
-                Self::take_remote(span);
-                let class = (*span).class as usize;
-                let state = (*span).state;
-                if (*span).used == 0 {
-                    // Active spans hold +1, so this one is in a list or none.
-                    if state == State::Partial {
-                        SpanDList::remove(&mut self.partial[class], span);
+                match (*span).state {
+                    State::Active => return,
+                    State::Releasing => {
+                        // Emptied while its notice was on the way (no block is out).
+                        self.release_small(span);
+                        return;
                     }
-                    self.release_small(span);
-                    return;
-                }
-                if state == State::Active {
-                    return;
-                }
-                if state == State::Full && !(*span).free_list.is_null() {
-                    (*span).state = State::Partial;
-                    SpanDList::push(&mut self.partial[class], span);
-                }
-                if !(watch_partial || (*span).state == State::Full) || Self::arm(span) {
-                    return;
+                    State::Full => {
+                        if !Self::take_remote(span) {
+                            if Self::arm(span) {
+                                return;
+                            }
+                            continue;
+                        }
+                        if (*span).used == 0 {
+                            self.release_small(span);
+                            return;
+                        }
+                        (*span).state = State::Partial;
+                        SpanDList::push(&mut self.partial[class], span);
+                    }
+                    State::Partial => {
+                        let used = (*span).used;
+                        if (*span).armed {
+                            // Already watched: the free of its last block sends a notice,
+                            // unless that free came already.
+                            if (*span).remote.pending() != used {
+                                return;
+                            }
+                        } else if (*span).remote.watch(used) {
+                            (*span).armed = true;
+                            return;
+                        }
+                        // Every block it handed out is waiting: no free will come.
+                        Self::take_remote(span);
+                        debug_assert_eq!((*span).used, 0);
+                        SpanDList::remove(&mut self.partial[class], span);
+                        self.release_small(span);
+                        return;
+                    }
                 }
             }
         }
@@ -665,8 +693,8 @@ impl<C: Config> Heap<C> {
     pub(crate) fn orphan(&mut self) {
         let global = C::global();
         // The heavy part runs while we still own the heap, outside the orphan lock (many
-        // threads exiting at once queued behind each other here): other threads only send
-        // notices while the heap is not orphaned.
+        // threads exiting at once queued behind each other here). Notices other threads
+        // send meanwhile wait for the last take, under the lock, below.
         self.take_notices();
         for class in 0..MAX_CLASS_COUNT {
             let span = self.bins.active[class];
@@ -680,11 +708,11 @@ impl<C: Config> Heap<C> {
                         SpanDList::push(&mut self.partial[class], span);
                     } else {
                         (*span).state = State::Full;
-                        self.settle(span, true);
+                        self.settle(span);
                     }
                 }
             }
-            // No thread will allocate from the partial spans: arm them all (releasing the
+            // No thread will allocate from the partial spans: watch them all (releasing the
             // ones remote frees already emptied), so remote frees bring them back.
             let mut span = self.partial[class];
             while !span.is_null() {
@@ -692,7 +720,7 @@ impl<C: Config> Heap<C> {
                 // unlink the span.
                 unsafe {
                     let next = (*span).next;
-                    self.settle(span, true);
+                    self.settle(span);
                     span = next;
                 }
             }

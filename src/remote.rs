@@ -11,12 +11,13 @@
 //! Offsets fit 16 bits because spans are at most 256 KiB (`MAX_SPAN_SIZE`) and blocks sit
 //! at 16-byte multiples; counts fit because a span holds at most 16 376 blocks.
 //!
-//! The flag is how a span in none of the owner's lists (full, or any span of an exited
-//! thread's heap) gets back into use: the owner *arms* the span, and the one remote free
-//! whose exchange clears the flag must send the span to the owner heap as a notice.
-//! Nobody else clears it except the owner's [`RemoteList::disarm`], which tells the owner
-//! whether it beat that freer; the owner arms again only after the notice arrived, so a
-//! span is on a notice list at most once.
+//! The flag is how a span in none of the owner's lists (a full span) gets back into use,
+//! and how a partial span that other threads empty gets released: the owner *arms* the
+//! span ([`RemoteList::arm`], [`RemoteList::watch`]), and the one remote free whose
+//! exchange clears the flag must send the span to the owner heap as a notice. Nobody else
+//! clears it except the owner's [`RemoteList::disarm`], which tells the owner whether it
+//! beat that freer; the owner arms again only after the notice arrived, so a span is on a
+//! notice list at most once.
 //!
 //! Under `--cfg loom` the atomics are `loom`'s and the tests at the end model-check the
 //! list and the flag hand-off.
@@ -108,8 +109,8 @@ impl RemoteList {
         }
     }
 
-    /// Takes every waiting block, leaving the notify flag as it was. Acquire: pairs with
-    /// the pushes. Only the owner takes.
+    /// Takes every waiting block, leaving the notify flag as it was (a watched partial
+    /// span stays watched). Acquire: pairs with the pushes. Only the owner takes.
     #[inline]
     pub(crate) fn take(&self, base: *mut u8) -> Taken {
         let old = self.word.fetch_and(NOTIFY, Ordering::Acquire);
@@ -128,13 +129,49 @@ impl RemoteList {
         }
     }
 
+    /// Blocks waiting (relaxed).
+    #[inline]
+    pub(crate) fn pending(&self) -> u32 {
+        ((self.word.load(Ordering::Relaxed) >> (2 * FIELD_BITS)) & FIELD_MASK) as u32
+    }
+
     /// Sets the notify flag if no block is waiting; false (nothing set) if blocks are
-    /// waiting, which the caller takes instead. The owner calls it on an unarmed span only.
+    /// waiting, which the caller takes instead: a full span must not keep blocks that no
+    /// later free will report. The owner calls it on an unarmed span only.
+    ///
+    /// Release, like [`RemoteList::watch`]: the freer that takes the flag acquires (a fence
+    /// in `api::free_remote`) before it writes the span's notice link, so the owner's
+    /// reads of that link from the previous notice come before the write.
     #[inline]
     pub(crate) fn arm(&self) -> bool {
         self.word
-            .compare_exchange(0, NOTIFY, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(0, NOTIFY, Ordering::Release, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// Sets the notify flag on a span that may keep blocks waiting (a partial span, which
+    /// the owner reaches through its partial list anyway): the flag is only there so that
+    /// the span is released once every block is back. False, and nothing set, if all
+    /// `outstanding` blocks the owner handed out are already waiting: no free will come,
+    /// and the caller takes them and releases the span. The owner calls it on an unarmed
+    /// span only.
+    #[inline]
+    pub(crate) fn watch(&self, outstanding: u32) -> bool {
+        let mut old = self.word.load(Ordering::Relaxed);
+        loop {
+            if ((old >> (2 * FIELD_BITS)) & FIELD_MASK) as u32 == outstanding {
+                return false;
+            }
+            match self.word.compare_exchange_weak(
+                old,
+                old | NOTIFY,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(current) => old = current,
+            }
+        }
     }
 
     /// Clears the notify flag of an armed span. True if it was still set (no notice will
@@ -212,6 +249,30 @@ mod tests {
         assert!(list.arm());
         assert_eq!(list.take(base).count, 0);
         assert!(!list.is_clear(), "a take keeps the flag");
+    }
+
+    #[test]
+    fn watch_keeps_waiting_blocks_and_declines_when_all_are_back() {
+        let mut area = Area([[0; 2]; 8]);
+        let base = area.0.as_mut_ptr().cast::<u8>();
+        let block = |i: usize| base.wrapping_add(i * UNIT).cast::<Block>();
+        let list = RemoteList::new();
+        // SAFETY: blocks of `area`, each pushed once.
+        unsafe { list.push(base, block(1)) };
+        assert!(
+            !list.watch(1),
+            "the only outstanding block is back: nothing to wait for"
+        );
+        assert!(list.watch(3), "two blocks are still out");
+        assert_eq!(list.pending(), 1, "watching leaves the waiting block");
+        // SAFETY: as above.
+        assert!(
+            unsafe { list.push(base, block(2)) },
+            "the next free takes the flag"
+        );
+        let t = list.take(base);
+        assert_eq!((t.head, t.tail, t.count), (block(2), block(1), 2));
+        assert!(list.is_clear());
     }
 }
 
@@ -392,6 +453,55 @@ mod loom_tests {
             }
             assert_eq!(n, took, "a taken flag must give exactly one notice");
             assert!(list.is_clear());
+            span.free();
+        });
+    }
+
+    /// Re-arming after a notice (`Heap::settle` after `Heap::take_notices`): the owner
+    /// reads the span's notice link (here a `loom` cell standing for it), then arms again;
+    /// the next freer that takes the flag writes the link. The owner's read must come
+    /// before that write: `arm` releases, and the freer acquires (a fence) once its push
+    /// took the flag. Without either, `loom` reports the concurrent access.
+    #[test]
+    fn loom_rearmed_span_orders_the_link_read_before_the_next_notice() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(|| {
+            let span = SpanRef::new();
+            let list = Arc::new(RemoteList::new());
+            let notices = Arc::new(DeferredList::new());
+            let link = Arc::new(UnsafeCell::new(0usize));
+            assert!(list.arm());
+            let freer = {
+                let (list, notices, link) =
+                    (Arc::clone(&list), Arc::clone(&notices), Arc::clone(&link));
+                thread::spawn(move || {
+                    for i in 0..2 {
+                        // SAFETY: each block is pushed once; the link is ours to write
+                        // once the push took the flag.
+                        unsafe {
+                            if list.push(span.base(), span.block(i).cast()) {
+                                crate::sync::fence(Ordering::Acquire);
+                                link.with_mut(|p| *p = 1 + i);
+                                notices.push(span.base().cast());
+                            }
+                        }
+                    }
+                })
+            };
+            // The first free always takes the flag: wait for its notice.
+            while notices.take_all().is_null() {
+                thread::yield_now();
+            }
+            // SAFETY: loom checks this read against the freer's writes.
+            assert_ne!(link.with(|p| unsafe { *p }), 0);
+            loop {
+                let _ = list.take(span.base());
+                if list.arm() {
+                    break;
+                }
+            }
+            freer.join().unwrap();
             span.free();
         });
     }

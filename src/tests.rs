@@ -510,3 +510,175 @@ fn freed_blocks_are_reused_before_fresh_pages_are_carved() {
     .join()
     .unwrap();
 }
+
+// Used by one test only.
+test_config!(
+    RemotePartial,
+    typenum::U65536,
+    ENABLE_THREAD_CACHE: bool = false,
+    ENABLE_GLOBAL_CACHE: bool = false,
+    ENABLE_STATISTICS: bool = true,
+    SPAN_MAP_COUNT: usize = 1,
+);
+
+#[test]
+fn partial_spans_emptied_by_other_threads_are_released_to_a_live_owner() {
+    std::thread::spawn(|| {
+        let span = RemotePartial::SPAN_SIZE;
+        let other = Layout::from_size_align(3000, 16).unwrap();
+        // SAFETY (all calls below): valid layouts; each block is freed once.
+        unsafe { api::dealloc::<RemotePartial>(api::alloc::<RemotePartial>(other), other) };
+        let before = api::statistics::<RemotePartial>().unwrap().mapped;
+        let per_span = 64; // 1000-byte blocks in a 64 KiB span
+        let blocks = filled_blocks::<RemotePartial>(per_span * 40);
+        // One remote free per span: each full span sends a notice ...
+        let (first, rest): (Vec<_>, Vec<_>) = blocks
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % per_span == 0);
+        let strip = |v: Vec<(usize, usize)>| v.into_iter().map(|(_, p)| p).collect::<Vec<_>>();
+        let first = strip(first);
+        let rest = strip(rest);
+        std::thread::spawn(move || {
+            let layout = Layout::from_size_align(1000, 16).unwrap();
+            for p in first {
+                unsafe { api::dealloc::<RemotePartial>(p as *mut u8, layout) };
+            }
+        })
+        .join()
+        .unwrap();
+        // ... which refills of another class take: the spans become partial.
+        let mut keep: Vec<*mut u8> = (0..100)
+            .map(|_| unsafe { api::alloc::<RemotePartial>(other) })
+            .collect();
+        // Now other threads free every other block: the spans are empty, and the owner
+        // (still allocating, but not this class) must release them.
+        std::thread::spawn(move || {
+            let layout = Layout::from_size_align(1000, 16).unwrap();
+            for p in rest {
+                unsafe { api::dealloc::<RemotePartial>(p as *mut u8, layout) };
+            }
+        })
+        .join()
+        .unwrap();
+        keep.extend((0..100).map(|_| unsafe { api::alloc::<RemotePartial>(other) }));
+        let after = api::statistics::<RemotePartial>().unwrap().mapped;
+        for p in keep {
+            unsafe { api::dealloc::<RemotePartial>(p, other) };
+        }
+        // Left: the 1000-byte class's active span and the 3000-byte class's spans (200
+        // blocks of 21 per span).
+        assert!(
+            after <= before + 12 * span,
+            "before {before} after {after}: {} spans",
+            (after - before) / span
+        );
+    })
+    .join()
+    .unwrap();
+}
+
+// Used by one test only.
+test_config!(
+    RemoteChurn,
+    typenum::U16384,
+    ENABLE_THREAD_CACHE: bool = false,
+    ENABLE_GLOBAL_CACHE: bool = false,
+    ENABLE_STATISTICS: bool = true,
+    SPAN_MAP_COUNT: usize = 1,
+);
+
+#[test]
+fn blocks_passed_between_exiting_threads_leave_only_heap_records_mapped() {
+    use std::sync::{Arc, Mutex};
+    const SIZES: [usize; 7] = [16, 48, 128, 496, 1000, 2048, 5000];
+    let layout = |k: u64| Layout::from_size_align(SIZES[k as usize % SIZES.len()], 16).unwrap();
+    let before = api::statistics::<RemoteChurn>().unwrap();
+    // Blocks anyone may free, with the seed their first byte holds.
+    let pool: Arc<Mutex<Vec<(usize, u64)>>> = Arc::new(Mutex::new(Vec::new()));
+    for wave in 0..40u64 {
+        let threads: Vec<_> = (0..6u64)
+            .map(|t| {
+                let pool = Arc::clone(&pool);
+                std::thread::spawn(move || {
+                    let mut x = (wave * 6 + t + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let mut next = move || {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x
+                    };
+                    let mut mine: Vec<(usize, u64)> = Vec::new();
+                    for _ in 0..3000 {
+                        let r = next();
+                        let k = r >> 8;
+                        match r % 5 {
+                            0 | 1 => {
+                                // SAFETY: valid layout; the block holds at least one byte.
+                                let p = unsafe { api::alloc::<RemoteChurn>(layout(k)) };
+                                assert!(!p.is_null());
+                                unsafe { *p = k as u8 };
+                                mine.push((p as usize, k));
+                            }
+                            2 => {
+                                if let Some(b) = mine.pop() {
+                                    pool.lock().unwrap().push(b);
+                                }
+                            }
+                            3 => {
+                                let taken = {
+                                    let mut pool = pool.lock().unwrap();
+                                    let n = pool.len();
+                                    (n > 0).then(|| pool.swap_remove(k as usize % n))
+                                };
+                                if let Some((p, k)) = taken {
+                                    // SAFETY: a live block of this layout, freed once.
+                                    unsafe {
+                                        assert_eq!(*(p as *mut u8), k as u8);
+                                        api::dealloc::<RemoteChurn>(p as *mut u8, layout(k));
+                                    }
+                                }
+                            }
+                            _ => {
+                                if !mine.is_empty() {
+                                    let (p, k) = mine.swap_remove(k as usize % mine.len());
+                                    // SAFETY: our live block, freed once.
+                                    unsafe { api::dealloc::<RemoteChurn>(p as *mut u8, layout(k)) };
+                                }
+                            }
+                        }
+                    }
+                    // The rest outlives this thread.
+                    pool.lock().unwrap().extend(mine);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+    // A thread that never allocates frees what is left: remote frees only.
+    let rest = core::mem::take(&mut *pool.lock().unwrap());
+    std::thread::spawn(move || {
+        for (p, k) in rest {
+            // SAFETY: live blocks of these layouts, freed once.
+            unsafe {
+                assert_eq!(*(p as *mut u8), k as u8);
+                api::dealloc::<RemoteChurn>(p as *mut u8, layout(k));
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    let after = api::statistics::<RemoteChurn>().unwrap();
+    let record = core::mem::size_of::<crate::heap::Heap<RemoteChurn>>()
+        .next_multiple_of(crate::os::page_size());
+    let heaps = after.heaps - before.heaps;
+    let extra = after.mapped - before.mapped - heaps * record;
+    assert_eq!(
+        extra,
+        0,
+        "{heaps} heap records and {} spans mapped",
+        extra / RemoteChurn::SPAN_SIZE
+    );
+}
