@@ -801,6 +801,10 @@ struct Row {
     peak: u64,
     after: u64,
     start: u64,
+    /// Ratios to the baseline, each the median over repetitions of this peer's figure over
+    /// the baseline's figure from the same repetition (run next to it, so a slow or fast
+    /// spell of the machine cancels out): ops/CPU-s, ops/s, peak RSS.
+    ratios: Option<[f64; 3]>,
 }
 
 /// One `run`'s RESULT: ops, cpu_s, wall_s, rss_start, peak_rss, rss_after.
@@ -892,7 +896,7 @@ fn cmd_all(args: &[String]) -> Result<(), String> {
         for &t in &threads {
             // Peers interleaved within each repetition, so a change in background load
             // hits them all alike; the median of the repetitions is reported.
-            let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); peers.len()];
+            let mut samples_all: Vec<Vec<Sample>> = vec![Vec::new(); peers.len()];
             for _ in 0..repeat {
                 for (pi, peer) in peers.iter().enumerate() {
                     n += 1;
@@ -918,11 +922,24 @@ fn cmd_all(args: &[String]) -> Result<(), String> {
                             set.name, out.status
                         ));
                     };
-                    samples[pi].push(r);
+                    samples_all[pi].push(r);
                 }
             }
-            for (peer, samples) in peers.iter().zip(samples) {
+            let base = peers.iter().position(|p| p == BASELINE);
+            for (pi, peer) in peers.iter().enumerate() {
+                let samples = &samples_all[pi];
                 let med = |f: &dyn Fn(&Sample) -> f64| median(samples.iter().map(f).collect());
+                let paired = |b: &[Sample], f: &dyn Fn(&Sample) -> f64| {
+                    median(samples.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect())
+                };
+                let ratios = base.map(|b| {
+                    let b = &samples_all[b];
+                    [
+                        paired(b, &|r| r.0 as f64 / r.1),
+                        paired(b, &|r| r.0 as f64 / r.2),
+                        paired(b, &|r| r.4 as f64),
+                    ]
+                });
                 rows.push(Row {
                     set: set.name.into(),
                     peer: peer.clone(),
@@ -932,6 +949,7 @@ fn cmd_all(args: &[String]) -> Result<(), String> {
                     peak: med(&|r| r.4 as f64) as u64,
                     after: med(&|r| r.5 as f64) as u64,
                     start: med(&|r| r.3 as f64) as u64,
+                    ratios,
                 });
             }
         }
@@ -1001,8 +1019,9 @@ fn report(
             .find(|r| r.set == set && r.peer == peer && r.threads == t)
     };
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let ratio = |x: f64, base: Option<f64>| match base {
-        Some(b) if b > 0.0 => format!(" ({:.2}×)", x / b),
+    // The paired ratio `k` of the row (see `Row::ratios`).
+    let ratio = |r: &Row, k: usize| match r.ratios {
+        Some(q) if r.peer != BASELINE => format!(" ({:.2}×)", q[k]),
         _ => String::new(),
     };
     let mut s = String::new();
@@ -1031,7 +1050,9 @@ fn report(
          wall-clock second of the whole run. *Peak RSS*: the process's `VmHWM`; *after*: its \
          `VmRSS` once every block is freed and every worker thread has exited. A process \
          without any benchmark blocks has an RSS of about {:.1} MiB. Ratios are to C rpmalloc \
-         1.4 (`rpmalloc-sys`); for ops above 1 is faster, for memory below 1 is smaller. \
+         1.4 (`rpmalloc-sys`): the median over the repetitions of the peer's figure over C's \
+         from the same repetition (peers run interleaved, so a slow or fast spell of the \
+         machine cancels out); for ops above 1 is faster, for memory below 1 is smaller. \
          Timings on a small shared machine vary from run to run (use `--repeat`); the \
          instruction counts in `benchmarks-iai.md` are the steadier signal.\n",
         mib(rows.iter().map(|r| r.start).min().unwrap_or(0))
@@ -1051,37 +1072,17 @@ fn report(
         for peer in peers {
             let _ = write!(s, "| {peer} |");
             for &t in threads {
-                let base = find(set.name, BASELINE, t).map(|r| r.ops_cpu);
                 match find(set.name, peer, t) {
                     Some(r) => {
-                        let _ = write!(
-                            s,
-                            " {:.2} M{} |",
-                            r.ops_cpu / 1e6,
-                            if peer == BASELINE {
-                                String::new()
-                            } else {
-                                ratio(r.ops_cpu, base)
-                            }
-                        );
+                        let _ = write!(s, " {:.2} M{} |", r.ops_cpu / 1e6, ratio(r, 0));
                     }
                     None => s.push_str(" – |"),
                 }
             }
             for &t in threads {
-                let base = find(set.name, BASELINE, t).map(|r| r.ops_wall);
                 match find(set.name, peer, t) {
                     Some(r) => {
-                        let _ = write!(
-                            s,
-                            " {:.2} M{} |",
-                            r.ops_wall / 1e6,
-                            if peer == BASELINE {
-                                String::new()
-                            } else {
-                                ratio(r.ops_wall, base)
-                            }
-                        );
+                        let _ = write!(s, " {:.2} M{} |", r.ops_wall / 1e6, ratio(r, 1));
                     }
                     None => s.push_str(" – |"),
                 }
@@ -1101,19 +1102,9 @@ fn report(
         for peer in peers {
             let _ = write!(s, "| {peer} |");
             for &t in threads {
-                let base = find(set.name, BASELINE, t).map(|r| r.peak as f64);
                 match find(set.name, peer, t) {
                     Some(r) => {
-                        let _ = write!(
-                            s,
-                            " {:.1}{} |",
-                            mib(r.peak),
-                            if peer == BASELINE {
-                                String::new()
-                            } else {
-                                ratio(r.peak as f64, base)
-                            }
-                        );
+                        let _ = write!(s, " {:.1}{} |", mib(r.peak), ratio(r, 2));
                     }
                     None => s.push_str(" – |"),
                 }
