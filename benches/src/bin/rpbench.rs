@@ -842,7 +842,7 @@ fn cmd_all(args: &[String]) -> Result<(), String> {
         "realloc".into(),
     ];
     let mut docs = default_docs_dir();
-    let mut repeat = 3usize;
+    let mut repeat = 5usize;
     let mut extra: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
