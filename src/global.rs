@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::heap::Heap;
 use crate::lock::SpinLock;
 use crate::os;
-use crate::params::Params;
+use crate::params::{Params, CACHE_AGING_MS};
 use crate::span::{Span, SpanStack, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
 use crate::stats::{Counters, Statistics};
 use core::marker::PhantomData;
@@ -17,8 +17,11 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// The global state of one configuration. Created only by `define_rpmalloc!`.
 pub struct Global<C> {
-    /// Global span cache, one stack per span count.
-    cache: [SpinLock<CacheBatches>; LARGE_CLASS_COUNT],
+    /// Global span cache, one per span count.
+    cache: [SpinLock<SpanCache>; LARGE_CLASS_COUNT],
+    /// Runs in each span count's cache (ready and aging), kept under its lock and read
+    /// without it: a hint that spares a refill the lock when the cache is empty.
+    cached_hint: [AtomicUsize; LARGE_CLASS_COUNT],
     /// Heaps of exited threads, linked through `Heap::next_orphan`.
     pub(crate) orphans: SpinLock<*mut Heap<C>>,
     /// The pthread key whose destructor retires a thread's heap, plus one (0: not created).
@@ -37,7 +40,8 @@ impl<C: Config> Global<C> {
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
         Global {
-            cache: [const { SpinLock::new(CacheBatches::EMPTY) }; LARGE_CLASS_COUNT],
+            cache: [const { SpinLock::new(SpanCache::EMPTY) }; LARGE_CLASS_COUNT],
+            cached_hint: [const { AtomicUsize::new(0) }; LARGE_CLASS_COUNT],
             orphans: SpinLock::new(ptr::null_mut()),
             exit_key: AtomicUsize::new(0),
             stats: Counters::new(),
@@ -124,36 +128,57 @@ impl<C: Config> Global<C> {
         if n == 0 {
             return;
         }
+        let mut expired = ptr::null_mut();
         if C::ENABLE_GLOBAL_CACHE {
             let limit = C::global_cache_limit(span_count);
             let mut cache = self.cache[span_count - 1].lock();
-            let room = limit.saturating_sub(cache.spans).min(n);
+            // Read under the lock, so the aging stack's stamps rise from bottom to top.
+            let now = os::now_ms();
+            // Fill the cache to its limit (as rpmalloc does): dropping the whole batch
+            // would keep the cache a batch short and send spans to the OS that the next
+            // thread maps right back.
+            let room = limit.saturating_sub(cache.ready.spans).min(n);
             if room > 0 {
-                // Fill the cache to its limit (as rpmalloc does) and give back only the
-                // rest: dropping the whole batch would keep the cache a batch short of its
-                // limit and send spans to the OS that the next thread maps right back.
-                let rest = if room == n {
-                    ptr::null_mut()
-                } else {
-                    // SAFETY: the chain holds n > room free runs linked by `next`.
-                    unsafe {
-                        let mut last = chain;
-                        for _ in 1..room {
-                            last = (*last).next;
-                        }
-                        let rest = (*last).next;
-                        (*last).next = ptr::null_mut();
-                        rest
-                    }
-                };
+                let rest = split_chain(chain, room);
                 // SAFETY: a chain of `room` free runs per the contract.
-                unsafe { cache.push_batch(chain, room) };
+                unsafe { cache.ready.push_batch(chain, room) };
                 chain = rest;
             }
+            // The rest ages (up to as many runs again) instead of going back at once.
+            let rest = n - room;
+            if rest > 0 && cache.aging.spans + rest <= limit {
+                // SAFETY: a chain of `rest` free runs; its head records when it came.
+                unsafe {
+                    (*chain).cached_at = now;
+                    cache.aging.push_batch(chain, rest);
+                }
+                chain = ptr::null_mut();
+            }
+            expired = cache
+                .aging
+                .cut_older_than(now.saturating_sub(CACHE_AGING_MS));
+            self.cached_hint[span_count - 1]
+                .store(cache.ready.spans + cache.aging.spans, Ordering::Relaxed);
         }
-        let mut span = chain;
+        // Outside the lock: the runs beyond both limits, and the aged batches.
+        // SAFETY: free runs per the contract / taken off the aging stack.
+        unsafe {
+            self.unmap_chain(chain);
+            while !expired.is_null() {
+                let older = (*expired).prev;
+                self.unmap_chain(expired);
+                expired = older;
+            }
+        }
+    }
+
+    /// Unmaps a null-terminated chain of free runs linked by `next`.
+    ///
+    /// # Safety
+    /// Every run on the chain is a free run no list holds.
+    unsafe fn unmap_chain(&self, mut span: *mut Span) {
         while !span.is_null() {
-            // SAFETY: free runs per the contract; read the link before unmapping.
+            // SAFETY: per the contract; read the link before unmapping.
             unsafe {
                 let next = (*span).next;
                 self.unmap_run(span);
@@ -163,12 +188,24 @@ impl<C: Config> Global<C> {
     }
 
     /// Takes one batch of runs of `span_count` spans from the global cache into `into`
-    /// (at most `max` of it; the rest stays cached).
+    /// (at most `max` of it; the rest stays cached): from the runs within the limit, else
+    /// from the youngest aging batch.
     pub(crate) fn cache_extract(&self, span_count: usize, into: &mut SpanStack, max: usize) {
         if !C::ENABLE_GLOBAL_CACHE {
             return;
         }
-        let (chain, n) = self.cache[span_count - 1].lock().pop_batch(max);
+        let (chain, n) = {
+            let mut cache = self.cache[span_count - 1].lock();
+            // Aging runs first: they are the ones about to go back to the OS, and under
+            // steady churn the ready runs would otherwise sit while overflow keeps aging.
+            let taken = match cache.aging.pop_batch(max) {
+                (_, 0) => cache.ready.pop_batch(max),
+                taken => taken,
+            };
+            self.cached_hint[span_count - 1]
+                .store(cache.ready.spans + cache.aging.spans, Ordering::Relaxed);
+            taken
+        };
         // SAFETY: the global cache holds only free runs; the chain is now ours.
         unsafe { into.push_chain(chain, n) };
     }
@@ -203,12 +240,22 @@ impl<C: Config> Global<C> {
         self.stats.unmapped::<C>(len);
     }
 
+    /// Whether the global cache looked non-empty for runs of `span_count` spans (relaxed;
+    /// a stale answer only costs a lock or a fresh span).
+    #[inline]
+    pub(crate) fn has_cached(&self, span_count: usize) -> bool {
+        self.cached_hint[span_count - 1].load(Ordering::Relaxed) != 0
+    }
+
     /// Spans in the global cache (for statistics).
     fn cached_spans(&self) -> usize {
         self.cache
             .iter()
             .enumerate()
-            .map(|(i, c)| c.lock().spans * (i + 1))
+            .map(|(i, c)| {
+                let c = c.lock();
+                (c.ready.spans + c.aging.spans) * (i + 1)
+            })
             .sum()
     }
 
@@ -259,7 +306,39 @@ impl<C: Config> Global<C> {
     }
 }
 
-/// One span count's global cache: a stack of batches. A batch is a null-terminated chain of
+/// One span count's global cache: the runs within its limit, and the runs beyond it that
+/// wait up to [`CACHE_AGING_MS`] before going back to the OS (each batch stamped in its
+/// head's `cached_at`; at most as many runs again as the limit). A refill takes ready runs
+/// first, then the youngest aging batch; an insert gives back the aging batches that are
+/// too old.
+pub(crate) struct SpanCache {
+    ready: CacheBatches,
+    aging: CacheBatches,
+}
+
+impl SpanCache {
+    const EMPTY: SpanCache = SpanCache {
+        ready: CacheBatches::EMPTY,
+        aging: CacheBatches::EMPTY,
+    };
+}
+
+/// Cuts a null-terminated chain of free runs after its first `n` (`n >= 1`) and returns the
+/// rest (null if the chain held exactly `n`).
+fn split_chain(chain: *mut Span, n: usize) -> *mut Span {
+    // SAFETY: callers pass a chain of at least `n` free runs linked by `next`.
+    unsafe {
+        let mut last = chain;
+        for _ in 1..n {
+            last = (*last).next;
+        }
+        let rest = (*last).next;
+        (*last).next = ptr::null_mut();
+        rest
+    }
+}
+
+/// A stack of batches. A batch is a null-terminated chain of
 /// free runs linked by `next`; batch heads are linked by `prev` and hold the batch's length
 /// in `block_count` (fields a free run does not otherwise use).
 pub(crate) struct CacheBatches {
@@ -307,18 +386,91 @@ impl CacheBatches {
                 self.spans -= n;
                 return (head, n);
             }
-            // Split: keep the remainder as a batch.
-            let mut last = head;
-            for _ in 1..max {
-                last = (*last).next;
-            }
-            let rest = (*last).next;
-            (*last).next = ptr::null_mut();
+            // Split: keep the remainder as a batch, as old as the whole was.
+            let rest = split_chain(head, max);
             (*rest).prev = self.top;
             (*rest).block_count = (n - max) as u32;
+            (*rest).cached_at = (*head).cached_at;
             self.top = rest;
             self.spans -= max;
             (head, max)
         }
+    }
+
+    /// Removes every batch stamped at or before `cutoff` (batches are stamped in push
+    /// order, so these are the bottom of the stack) and returns the newest of them, linked
+    /// to the older ones by `prev`; null if none.
+    fn cut_older_than(&mut self, cutoff: u64) -> *mut Span {
+        let mut newer: *mut Span = ptr::null_mut();
+        let mut batch = self.top;
+        // SAFETY: batch heads and their chains are valid free run headers.
+        unsafe {
+            while !batch.is_null() && (*batch).cached_at > cutoff {
+                newer = batch;
+                batch = (*batch).prev;
+            }
+            if batch.is_null() {
+                return batch;
+            }
+            if newer.is_null() {
+                self.top = ptr::null_mut();
+            } else {
+                (*newer).prev = ptr::null_mut();
+            }
+            let mut old = batch;
+            while !old.is_null() {
+                self.spans -= (*old).block_count as usize;
+                old = (*old).prev;
+            }
+        }
+        batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` zeroed span headers (every field's zero is valid: null pointers, `Kind::Small`,
+    /// `State::Active`, zero counters).
+    fn headers(n: usize) -> Vec<Span> {
+        // SAFETY: see above.
+        (0..n).map(|_| unsafe { core::mem::zeroed() }).collect()
+    }
+
+    #[test]
+    fn aging_batches_are_cut_oldest_first_and_popped_youngest_first() {
+        let mut spans = headers(6);
+        let p: Vec<*mut Span> = spans.iter_mut().map(|s| s as *mut Span).collect();
+        let mut aging = CacheBatches::EMPTY;
+        // Three batches of two runs, stamped 10, 20 and 30 ms.
+        for (b, stamp) in [(0, 10), (2, 20), (4, 30)] {
+            let (head, second) = (p[b], p[b + 1]);
+            // SAFETY: headers of `spans`, each in one chain.
+            unsafe {
+                (*head).next = second;
+                (*second).next = ptr::null_mut();
+                (*head).cached_at = stamp;
+                aging.push_batch(head, 2);
+            }
+        }
+        assert!(aging.cut_older_than(5).is_null(), "nothing is that old");
+        assert_eq!(aging.spans, 6);
+        let cut = aging.cut_older_than(20);
+        assert_eq!(cut, p[2], "the batch stamped 20 and everything older");
+        // SAFETY: the cut batches are headers of `spans`.
+        unsafe {
+            assert_eq!((*cut).prev, p[0]);
+            assert!((*p[0]).prev.is_null());
+        }
+        assert_eq!(aging.spans, 2);
+        // A partial pop keeps the remainder as a batch as old as the whole.
+        assert_eq!(aging.pop_batch(1), (p[4], 1));
+        assert_eq!(aging.spans, 1);
+        // SAFETY: the remaining batch head is a header of `spans`.
+        assert_eq!(unsafe { (*p[5]).cached_at }, 30);
+        assert_eq!(aging.pop_batch(64), (p[5], 1));
+        assert!(aging.cut_older_than(u64::MAX).is_null());
+        assert_eq!(aging.spans, 0);
     }
 }

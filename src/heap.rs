@@ -72,6 +72,7 @@ pub(crate) static EMPTY_SPAN: SyncSpan = SyncSpan(Span {
     map_size: 0,
     map_head: 0,
     map_tail: 0,
+    cached_at: 0,
 });
 
 /// The bins of a thread without a heap: every class empty, so the fast path falls through
@@ -536,11 +537,15 @@ impl<C: Config> Heap<C> {
                 return (span, false);
             }
         }
-        if self.reserve_count >= count {
-            return (self.take_reserve(count), true);
-        }
-        if C::ENABLE_GLOBAL_CACHE {
-            let span = if C::ENABLE_THREAD_CACHE && !self.orphaned.load(Ordering::Relaxed) {
+        // Cached runs before the reserve: their pages are resident already, the reserve's
+        // would be touched for the first time (more faults, higher RSS). A whole batch only
+        // when the reserve could not serve: a thread with a reserve that hoarded batches
+        // would leave other threads to map (rpbench realloc, 8 threads: peak RSS +1.5 %).
+        if C::ENABLE_GLOBAL_CACHE && C::global().has_cached(count) {
+            let span = if C::ENABLE_THREAD_CACHE
+                && !self.orphaned.load(Ordering::Relaxed)
+                && self.reserve_count < count
+            {
                 let cache = &mut self.cache[count - 1];
                 C::global().cache_extract(count, cache, C::transfer_batch(count));
                 cache.pop()
@@ -552,6 +557,9 @@ impl<C: Config> Heap<C> {
             if !span.is_null() {
                 return (span, false);
             }
+        }
+        if self.reserve_count >= count {
+            return (self.take_reserve(count), true);
         }
         self.map_spans(count)
     }

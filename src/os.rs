@@ -13,6 +13,19 @@ const HUGE_PAGE_SIZE: usize = 2 << 20;
 
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
+/// A coarse monotonic clock in milliseconds (`CLOCK_MONOTONIC_COARSE`: a vDSO read, no
+/// syscall), for ageing cached spans.
+pub(crate) fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; the clock exists on every Linux this builds for. On
+    // failure `ts` stays zero, which only makes ageing give memory back later.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
 /// The OS page size, read once.
 #[inline]
 pub(crate) fn page_size() -> usize {

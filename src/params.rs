@@ -9,6 +9,11 @@ use typenum::Unsigned;
 const THREAD_SPAN_CACHE_TRANSFER: usize = 64;
 /// Spans moved at once for large span counts.
 const THREAD_SPAN_LARGE_CACHE_TRANSFER: usize = 6;
+/// How long runs beyond the global cache's limit stay mapped before they go back to the
+/// OS, in milliseconds. A burst of frees followed by a burst of allocations (a pass of a
+/// batch job, a request wave) then reuses the same pages instead of faulting in fresh ones;
+/// an allocator that stays idle longer gives them back at its next overflow or thread exit.
+pub(crate) const CACHE_AGING_MS: u64 = 250;
 
 /// Derived constants of a configuration; implemented for every [`Config`].
 pub(crate) trait Params: Config {

@@ -108,6 +108,9 @@ pub(crate) struct Span {
     pub map_head: usize,
     /// Huge blocks: alignment slack mapped after `map_size`.
     pub map_tail: usize,
+    /// Free runs heading a batch of the global cache's aging stack: when the batch went
+    /// there (`os::now_ms`).
+    pub cached_at: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<Span>() <= SPAN_HEADER_SIZE);
