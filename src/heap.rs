@@ -270,7 +270,7 @@ impl<C: Config> Heap<C> {
                     continue;
                 }
             }
-            let (span, _) = self.acquire_spans(1);
+            let (span, _) = self.acquire_spans(1, true);
             if span.is_null() {
                 return ptr::null_mut();
             }
@@ -522,10 +522,14 @@ impl<C: Config> Heap<C> {
 
     // ---- spans ---------------------------------------------------------------------
 
-    /// Gets a free run of `count` spans: thread cache, reserve, global cache, new mapping.
-    /// The flag says the memory is fresh from the OS (reads as zero). Null when the OS
-    /// refuses.
-    pub(crate) fn acquire_spans(&mut self, count: usize) -> (*mut Span, bool) {
+    /// Gets a free run of `count` spans: thread cache, then global cache and reserve (the
+    /// global cache first with `resident_first`), then a new mapping. The flag says the
+    /// memory is fresh from the OS (reads as zero). Null when the OS refuses.
+    pub(crate) fn acquire_spans(
+        &mut self,
+        count: usize,
+        resident_first: bool,
+    ) -> (*mut Span, bool) {
         if C::ENABLE_ADAPTIVE_THREAD_CACHE {
             let used = &mut self.span_in_use[count - 1];
             *used += 1;
@@ -537,11 +541,15 @@ impl<C: Config> Heap<C> {
                 return (span, false);
             }
         }
-        // Cached runs before the reserve: their pages are resident already, the reserve's
-        // would be touched for the first time (more faults, higher RSS). A whole batch only
-        // when the reserve could not serve: a thread with a reserve that hoarded batches
-        // would leave other threads to map (rpbench realloc, 8 threads: peak RSS +1.5 %).
-        if C::ENABLE_GLOBAL_CACHE && C::global().has_cached(count) {
+        // With `resident_first`, cached runs before the reserve: their pages are resident
+        // already, the reserve's would be touched for the first time (more faults, higher
+        // RSS). A whole batch only when the reserve could not serve: a thread with a
+        // reserve that hoarded batches would leave other threads to map (rpbench realloc,
+        // 8 threads: peak RSS +1.5 %).
+        if C::ENABLE_GLOBAL_CACHE
+            && (resident_first || self.reserve_count < count)
+            && C::global().has_cached(count)
+        {
             let span = if C::ENABLE_THREAD_CACHE
                 && !self.orphaned.load(Ordering::Relaxed)
                 && self.reserve_count < count
@@ -673,7 +681,9 @@ impl<C: Config> Heap<C> {
     /// fits [`LARGE_CLASS_COUNT`] spans.
     pub(crate) fn alloc_large(&mut self, size: usize, align: usize) -> (*mut u8, bool) {
         let count = Self::large_span_count(size, align);
-        let (span, fresh) = self.acquire_spans(count);
+        // Reserve first: a large block carved from the front of the reserve can later grow
+        // in place over the spans behind it (`extend_run`); one from the cache cannot.
+        let (span, fresh) = self.acquire_spans(count, false);
         if span.is_null() {
             return (ptr::null_mut(), false);
         }
@@ -739,6 +749,9 @@ impl<C: Config> Heap<C> {
             // SAFETY: thread caches hold free runs of `count` spans.
             unsafe { global.cache_insert(count, cache, n) };
         }
+        // Aged runs of every span count go back now, not only at the next insert of the
+        // same count (which may never come).
+        global.purge_aged();
         let mut orphans = global.orphans.lock();
         // Set before the last take (SeqCst, paired with the notice push then load in
         // `api::free_remote`): a thread that sends a notice after that take sees the flag

@@ -21,7 +21,8 @@ pub(crate) fn now_ms() -> u64 {
         tv_nsec: 0,
     };
     // SAFETY: a valid out-pointer; the clock exists on every Linux this builds for. On
-    // failure `ts` stays zero, which only makes ageing give memory back later.
+    // failure `ts` stays zero: stamps of 0 are expired at once, so ageing is simply off
+    // and memory goes back as before.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }

@@ -682,3 +682,50 @@ fn blocks_passed_between_exiting_threads_leave_only_heap_records_mapped() {
         extra / RemoteChurn::SPAN_SIZE
     );
 }
+
+// Used by one test only.
+test_config!(GrowWarm, typenum::U65536, ENABLE_STATISTICS: bool = true);
+
+#[test]
+fn large_blocks_grow_in_place_over_the_reserve_even_with_a_warm_cache() {
+    let two_spans = Layout::from_size_align(100 << 10, 16).unwrap();
+    // A thread fills the global cache with two-span runs and exits; its heap keeps the
+    // rest of its last mapping (56 spans) as the reserve for the next thread.
+    std::thread::spawn(move || {
+        // SAFETY: valid layout; every block is freed once.
+        let blocks: Vec<*mut u8> = (0..100)
+            .map(|_| unsafe { api::alloc::<GrowWarm>(two_spans) })
+            .collect();
+        for p in blocks {
+            unsafe { api::dealloc::<GrowWarm>(p, two_spans) };
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::spawn(move || {
+        let three_spans = Layout::from_size_align(170 << 10, 16).unwrap();
+        let mut live = Vec::new();
+        // 15 × 3 spans fit the 56-span reserve: each block must come from the reserve's
+        // front (not from the cached runs) so that growing it extends over the reserve.
+        for i in 0..15 {
+            // SAFETY: valid layouts; the grown block is freed once below.
+            unsafe {
+                let p = api::alloc::<GrowWarm>(two_spans);
+                fill(p, 100 << 10, i);
+                let q = api::realloc::<GrowWarm>(p, two_spans, 170 << 10);
+                assert_eq!(
+                    q, p,
+                    "grow {i} copied instead of extending over the reserve"
+                );
+                check(q, 100 << 10, i);
+                live.push(q);
+            }
+        }
+        for q in live {
+            // SAFETY: grown above to this layout.
+            unsafe { api::dealloc::<GrowWarm>(q, three_spans) };
+        }
+    })
+    .join()
+    .unwrap();
+}
