@@ -487,10 +487,12 @@ fn freed_blocks_are_reused_before_fresh_pages_are_carved() {
         };
         // A hole in the first (full) span.
         let hole = live[7];
+        // SAFETY: a live block of this configuration with this layout, freed once.
         unsafe { api::dealloc::<CarveOrder>(hole, layout) };
         // The second span serves its carved first page; when that runs out, the hole must
         // come before any block from a fresh page of the second span.
         loop {
+            // SAFETY: a valid layout.
             let p = unsafe { api::alloc::<CarveOrder>(layout) };
             if p == hole {
                 live[7] = p;
@@ -504,6 +506,7 @@ fn freed_blocks_are_reused_before_fresh_pages_are_carved() {
             live.push(p);
         }
         for p in live {
+            // SAFETY: a live block of this configuration with this layout, freed once.
             unsafe { api::dealloc::<CarveOrder>(p, layout) };
         }
     })
@@ -542,6 +545,7 @@ fn partial_spans_emptied_by_other_threads_are_released_to_a_live_owner() {
         std::thread::spawn(move || {
             let layout = Layout::from_size_align(1000, 16).unwrap();
             for p in first {
+                // SAFETY: a live block of this configuration with this layout, freed once.
                 unsafe { api::dealloc::<RemotePartial>(p as *mut u8, layout) };
             }
         })
@@ -549,21 +553,25 @@ fn partial_spans_emptied_by_other_threads_are_released_to_a_live_owner() {
         .unwrap();
         // ... which refills of another class take: the spans become partial.
         let mut keep: Vec<*mut u8> = (0..100)
+            // SAFETY: a valid layout.
             .map(|_| unsafe { api::alloc::<RemotePartial>(other) })
             .collect();
-        // Now other threads free every other block: the spans are empty, and the owner
+        // Now another thread frees all the other blocks: the spans are empty, and the owner
         // (still allocating, but not this class) must release them.
         std::thread::spawn(move || {
             let layout = Layout::from_size_align(1000, 16).unwrap();
             for p in rest {
+                // SAFETY: a live block of this configuration with this layout, freed once.
                 unsafe { api::dealloc::<RemotePartial>(p as *mut u8, layout) };
             }
         })
         .join()
         .unwrap();
+        // SAFETY: a valid layout.
         keep.extend((0..100).map(|_| unsafe { api::alloc::<RemotePartial>(other) }));
         let after = api::statistics::<RemotePartial>().unwrap().mapped;
         for p in keep {
+            // SAFETY: a live block of this configuration with this layout, freed once.
             unsafe { api::dealloc::<RemotePartial>(p, other) };
         }
         // Left: the 1000-byte class's active span and the 3000-byte class's spans (200
