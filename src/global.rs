@@ -153,10 +153,7 @@ impl<C: Config> Global<C> {
                 unsafe { cache.aging.push(chain, rest, now) };
                 chain = ptr::null_mut();
             }
-            self.cached_hint[span_count - 1].store(
-                cache.ready.spans + cache.aging.batches.spans,
-                Ordering::Relaxed,
-            );
+            self.cached_hint[span_count - 1].store(cache.runs(), Ordering::Relaxed);
         }
         // Outside the lock: the runs beyond both limits, and the aged batches.
         // SAFETY: free runs per the contract / taken off the aging stack.
@@ -176,10 +173,7 @@ impl<C: Config> Global<C> {
             let expired = {
                 let mut cache = self.cache[span_count - 1].lock();
                 let expired = cache.aging.cut_expired(os::now_ms());
-                self.cached_hint[span_count - 1].store(
-                    cache.ready.spans + cache.aging.batches.spans,
-                    Ordering::Relaxed,
-                );
+                self.cached_hint[span_count - 1].store(cache.runs(), Ordering::Relaxed);
                 expired
             };
             // SAFETY: batches just taken off the aging stack.
@@ -232,10 +226,7 @@ impl<C: Config> Global<C> {
                 (_, 0) => cache.ready.pop_batch(max),
                 taken => taken,
             };
-            self.cached_hint[span_count - 1].store(
-                cache.ready.spans + cache.aging.batches.spans,
-                Ordering::Relaxed,
-            );
+            self.cached_hint[span_count - 1].store(cache.runs(), Ordering::Relaxed);
             taken
         };
         // SAFETY: the global cache holds only free runs; the chain is now ours.
@@ -284,10 +275,7 @@ impl<C: Config> Global<C> {
         self.cache
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                let c = c.lock();
-                (c.ready.spans + c.aging.batches.spans) * (i + 1)
-            })
+            .map(|(i, c)| c.lock().runs() * (i + 1))
             .sum()
     }
 
@@ -353,6 +341,11 @@ impl SpanCache {
         ready: CacheBatches::EMPTY,
         aging: Aging::EMPTY,
     };
+
+    /// Runs held, ready and ageing.
+    fn runs(&self) -> usize {
+        self.ready.spans + self.aging.batches.spans
+    }
 }
 
 /// Runs beyond a span count's limit, waiting to go back to the OS: a stack of batches

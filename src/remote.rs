@@ -335,6 +335,14 @@ mod loom_tests {
         }
     }
 
+    /// Explores `f` with at most 3 preemptions per execution (unbounded, the owner's wait
+    /// loops take over five minutes).
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(f);
+    }
+
     /// A remote free as `api::free_remote` does it: write the block, push it, and deliver
     /// the notice if the push took the flag. Returns whether it did.
     fn remote_free(list: &RemoteList, notices: &DeferredList, span: SpanRef, i: usize) -> bool {
@@ -375,9 +383,7 @@ mod loom_tests {
     /// match it.
     #[test]
     fn loom_remote_pushes_and_takes_see_every_block_once() {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(|| {
+        model(|| {
             let span = SpanRef::new();
             let list = Arc::new(RemoteList::new());
             let notices = Arc::new(DeferredList::new());
@@ -417,10 +423,7 @@ mod loom_tests {
     /// done, exactly once) — so the owner never releases a span a notice will name.
     #[test]
     fn loom_notify_goes_to_one_freer_or_the_disarm() {
-        // Unbounded, the owner's wait loop takes over five minutes to explore.
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(|| {
+        model(|| {
             let span = SpanRef::new();
             let list = Arc::new(RemoteList::new());
             let notices = Arc::new(DeferredList::new());
@@ -464,9 +467,7 @@ mod loom_tests {
     /// took the flag. Without either, `loom` reports the concurrent access.
     #[test]
     fn loom_rearmed_span_orders_the_link_read_before_the_next_notice() {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(|| {
+        model(|| {
             let span = SpanRef::new();
             let list = Arc::new(RemoteList::new());
             let notices = Arc::new(DeferredList::new());
