@@ -1024,6 +1024,17 @@ fn report(
         Some(q) if r.peer != BASELINE => format!(" ({:.2}×)", q[k]),
         _ => String::new(),
     };
+    // One cell per thread count for `peer`, formatted by `cell`, or a dash if not run.
+    let cells = |s: &mut String, set: &str, peer: &str, cell: &dyn Fn(&Row) -> String| {
+        for &t in threads {
+            match find(set, peer, t) {
+                Some(r) => {
+                    let _ = write!(s, " {} |", cell(r));
+                }
+                None => s.push_str(" – |"),
+            }
+        }
+    };
     let mut s = String::new();
     let _ = writeln!(s, "# Throughput and memory (rpbench)\n");
     let _ = writeln!(
@@ -1071,22 +1082,12 @@ fn report(
         let _ = writeln!(s, "|---|{}", "---:|".repeat(threads.len() * 2));
         for peer in peers {
             let _ = write!(s, "| {peer} |");
-            for &t in threads {
-                match find(set.name, peer, t) {
-                    Some(r) => {
-                        let _ = write!(s, " {:.2} M{} |", r.ops_cpu / 1e6, ratio(r, 0));
-                    }
-                    None => s.push_str(" – |"),
-                }
-            }
-            for &t in threads {
-                match find(set.name, peer, t) {
-                    Some(r) => {
-                        let _ = write!(s, " {:.2} M{} |", r.ops_wall / 1e6, ratio(r, 1));
-                    }
-                    None => s.push_str(" – |"),
-                }
-            }
+            cells(&mut s, set.name, peer, &|r| {
+                format!("{:.2} M{}", r.ops_cpu / 1e6, ratio(r, 0))
+            });
+            cells(&mut s, set.name, peer, &|r| {
+                format!("{:.2} M{}", r.ops_wall / 1e6, ratio(r, 1))
+            });
             let _ = writeln!(s);
         }
         let _ = writeln!(s);
@@ -1101,22 +1102,10 @@ fn report(
         let _ = writeln!(s, "|---|{}", "---:|".repeat(threads.len() * 2));
         for peer in peers {
             let _ = write!(s, "| {peer} |");
-            for &t in threads {
-                match find(set.name, peer, t) {
-                    Some(r) => {
-                        let _ = write!(s, " {:.1}{} |", mib(r.peak), ratio(r, 2));
-                    }
-                    None => s.push_str(" – |"),
-                }
-            }
-            for &t in threads {
-                match find(set.name, peer, t) {
-                    Some(r) => {
-                        let _ = write!(s, " {:.1} |", mib(r.after));
-                    }
-                    None => s.push_str(" – |"),
-                }
-            }
+            cells(&mut s, set.name, peer, &|r| {
+                format!("{:.1}{}", mib(r.peak), ratio(r, 2))
+            });
+            cells(&mut s, set.name, peer, &|r| format!("{:.1}", mib(r.after)));
             let _ = writeln!(s);
         }
         let _ = writeln!(
