@@ -119,13 +119,8 @@ mod loom_tests {
     use loom::sync::Arc;
     use loom::thread;
 
-    /// Explores `f` exhaustively, or with at most `bound` preemptions per execution (with
-    /// two pushers and the owner, unbounded models take over five minutes each).
-    fn model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = bound;
-        builder.check(f);
-    }
+    /// With two pushers and the owner, unbounded models take over five minutes each.
+    use crate::sync::loom_model as model;
 
     /// A test block: the link the list uses, then a payload tracked by `loom`, so that
     /// reading it without a happens-before edge from the pusher's write fails the model.

@@ -162,17 +162,11 @@ mod loom_tests {
     use loom::sync::Arc;
     use loom::thread;
 
-    /// Explores `f` exhaustively, or with at most `bound` preemptions per execution.
-    ///
     /// Three threads on a spin lock need a bound of 1: with two waiters, `loom` can
     /// schedule them yielding to each other forever, and at a bound of 2 it runs into its
     /// branch limit on such paths (4 minutes, then a failure) — a limit of the tool with
     /// spin loops, not a finding.
-    fn model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = bound;
-        builder.check(f);
-    }
+    use crate::sync::loom_model as model;
 
     /// Increments of a counter under the lock are never lost. The counter is also kept in
     /// a `loom` cell, so an access not ordered after the previous holder's (a lock that

@@ -335,12 +335,10 @@ mod loom_tests {
         }
     }
 
-    /// Explores `f` with at most 3 preemptions per execution (unbounded, the owner's wait
-    /// loops take over five minutes).
+    /// At most 3 preemptions per execution: unbounded, the owner's wait loops take over
+    /// five minutes.
     fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(f);
+        crate::sync::loom_model(Some(3), f);
     }
 
     /// A remote free as `api::free_remote` does it: write the block, push it, and deliver

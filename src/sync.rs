@@ -18,6 +18,15 @@ pub(crate) use loom::sync::atomic::{
     fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 
+/// Explores `f` under `loom`, exhaustively or with at most `bound` preemptions per
+/// execution (models with spin or wait loops need a bound to finish in seconds).
+#[cfg(all(test, loom))]
+pub(crate) fn loom_model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = bound;
+    builder.check(f);
+}
+
 /// Busy-wait hint inside a spin loop (`loom`: a yield to the model's scheduler).
 #[cfg(not(loom))]
 pub(crate) use core::hint::spin_loop;
