@@ -10,7 +10,7 @@ use crate::heap::{empty_bins, Bins, Heap};
 use crate::huge;
 use crate::os;
 use crate::params::Params;
-use crate::span::{Block, Kind, Span, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
+use crate::span::{Block, Kind, Span, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
 use crate::stats::Statistics;
 use crate::thread::{init_thread, ThreadState, DEAD, LIVE};
 use core::alloc::Layout;
@@ -34,14 +34,13 @@ pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
     if size <= C::MEDIUM_LIMIT && layout.align() <= C::NATURAL_ALIGN {
         let bins = thread_state::<C>().heap.get();
         let class = C::CLASSES.class_of(size);
-        // SAFETY: bins are a heap's or the empty bins; every entry is a valid span whose
-        // free list holds free blocks of that span.
+        // SAFETY: bins are a heap's or the empty bins (never written: their lists are
+        // null); a bin's list holds free blocks, counted out by their span already.
         unsafe {
-            let span = *(*bins).active.get_unchecked(class);
-            let block = (*span).free_list;
+            let bin = (*bins).bin.get_unchecked_mut(class);
+            let block = bin.free;
             if !block.is_null() {
-                (*span).free_list = (*block).next;
-                (*span).used += 1;
+                bin.free = (*block).next;
                 return block.cast();
             }
             if bins != empty_bins() {
@@ -212,7 +211,7 @@ pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
                 (*span).free_list = block;
                 let used = (*span).used - 1;
                 (*span).used = used;
-                if used != 0 && !head.is_null() {
+                if used != 0 && (*span).state != State::Full {
                     return;
                 }
                 return Heap::<C>::from_bins(bins).free_transition(span);

@@ -64,7 +64,8 @@ pub(crate) struct Span {
     pub free_list: *mut Block,
     /// Blocks other threads freed, not yet taken by the owner.
     pub remote: RemoteList,
-    /// Allocated blocks, plus one while the span is its class's active span.
+    /// Carved blocks not on `free_list`: with users, in the bin, or remotely freed and not
+    /// yet taken.
     pub used: u32,
     /// Blocks this span holds.
     pub block_count: u32,
