@@ -6,7 +6,7 @@
 //! freed by another thread — is out of line and `#[cold]`.
 
 use crate::config::Config;
-use crate::heap::{empty_bins, Bins, Heap};
+use crate::heap::{empty_bins, Bin, Bins, Heap};
 use crate::huge;
 use crate::os;
 use crate::params::Params;
@@ -34,13 +34,15 @@ pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
     if size <= C::MEDIUM_LIMIT && layout.align() <= C::NATURAL_ALIGN {
         let bins = thread_state::<C>().heap.get();
         let class = C::CLASSES.class_of(size);
-        // SAFETY: bins are a heap's or the empty bins (never written: their lists are
-        // null); a bin's list holds free blocks, counted out by their span already.
+        // SAFETY: bins are a heap's or the empty bins (a read-only static: reached only
+        // through raw pointers, and never written, since their lists are null); `class` is
+        // below MAX_CLASS_COUNT; a bin's list holds free blocks, counted out by their span
+        // already.
         unsafe {
-            let bin = (*bins).bin.get_unchecked_mut(class);
-            let block = bin.free;
+            let bin = (&raw mut (*bins).bin).cast::<Bin>().add(class);
+            let block = (*bin).free;
             if !block.is_null() {
-                bin.free = (*block).next;
+                (*bin).free = (*block).next;
                 return block.cast();
             }
             if bins != empty_bins() {

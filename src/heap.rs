@@ -221,9 +221,9 @@ impl<C: Config> Heap<C> {
                         }
                         // Reuse blocks already freed (pages already touched) before carving
                         // fresh pages, as rpmalloc does by serving from the head of the
-                        // partial list: the active span, still part-carved (so `used` stays
-                        // above zero), becomes partial and the partial span with free
-                        // blocks becomes active below.
+                        // partial list: the active span, still part-carved, becomes partial
+                        // (its free list is empty, so `used == limit > 0`: it is not released)
+                        // and the partial span with free blocks becomes active below.
                         SpanDList::remove(&mut self.partial[class], partial);
                         (*span).state = State::Partial;
                         SpanDList::push(&mut self.partial[class], span);
