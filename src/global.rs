@@ -13,7 +13,7 @@ use crate::span::{Span, SpanStack, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
 use crate::stats::{Counters, Statistics};
 use core::marker::PhantomData;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// The global state of one configuration. Created only by `define_rpmalloc!`.
 pub struct Global<C> {
@@ -22,6 +22,10 @@ pub struct Global<C> {
     /// Runs in each span count's cache (ready and aging), kept under its lock and read
     /// without it: a hint that spares a refill the lock when the cache is empty.
     cached_hint: [AtomicUsize; LARGE_CLASS_COUNT],
+    /// When the oldest ageing batch of any span count expires (`os::now_ms` time;
+    /// `u64::MAX`: nothing ages). Any cache operation past it gives back the expired runs
+    /// of every span count, so runs of a count nobody inserts any more still go back.
+    aging_due: AtomicU64,
     /// Heaps of exited threads, linked through `Heap::next_orphan`.
     pub(crate) orphans: SpinLock<*mut Heap<C>>,
     /// The pthread key whose destructor retires a thread's heap, plus one (0: not created).
@@ -42,6 +46,7 @@ impl<C: Config> Global<C> {
         Global {
             cache: [const { SpinLock::new(SpanCache::EMPTY) }; LARGE_CLASS_COUNT],
             cached_hint: [const { AtomicUsize::new(0) }; LARGE_CLASS_COUNT],
+            aging_due: AtomicU64::new(u64::MAX),
             orphans: SpinLock::new(ptr::null_mut()),
             exit_key: AtomicUsize::new(0),
             stats: Counters::new(),
@@ -152,6 +157,8 @@ impl<C: Config> Global<C> {
                 // SAFETY: a chain of `rest` free runs per the contract.
                 unsafe { cache.aging.push(chain, rest, now) };
                 chain = ptr::null_mut();
+                self.aging_due
+                    .fetch_min(now + CACHE_AGING_MS, Ordering::Relaxed);
             }
             self.cached_hint[span_count - 1].store(cache.runs(), Ordering::Relaxed);
         }
@@ -161,18 +168,36 @@ impl<C: Config> Global<C> {
             self.unmap_chain(chain);
             self.unmap_batches(expired);
         }
+        self.purge_aged_if_due();
     }
 
-    /// Gives back every ageing batch older than the ageing time, for every span count
-    /// (at thread exit: otherwise only an insert of the same span count does it).
+    /// Gives back the expired ageing runs of every span count once the oldest is due.
+    #[inline]
+    fn purge_aged_if_due(&self) {
+        let due = self.aging_due.load(Ordering::Relaxed);
+        if due != u64::MAX && os::now_ms() >= due {
+            self.purge_aged();
+        }
+    }
+
+    /// Gives back every ageing batch older than the ageing time, for every span count (at
+    /// thread exit, and from any cache operation once the oldest batch is due).
+    #[cold]
     pub(crate) fn purge_aged(&self) {
         if !C::ENABLE_GLOBAL_CACHE {
             return;
         }
+        // Cleared first and recomputed from what is left; an insert that ages a batch
+        // meanwhile lowers it again after its push, so no batch goes unaccounted.
+        self.aging_due.store(u64::MAX, Ordering::Relaxed);
         for span_count in 1..=LARGE_CLASS_COUNT {
             let expired = {
                 let mut cache = self.cache[span_count - 1].lock();
                 let expired = cache.aging.cut_expired(os::now_ms());
+                if cache.aging.oldest != u64::MAX {
+                    self.aging_due
+                        .fetch_min(cache.aging.oldest + CACHE_AGING_MS, Ordering::Relaxed);
+                }
                 self.cached_hint[span_count - 1].store(cache.runs(), Ordering::Relaxed);
                 expired
             };
@@ -231,6 +256,7 @@ impl<C: Config> Global<C> {
         };
         // SAFETY: the global cache holds only free runs; the chain is now ours.
         unsafe { into.push_chain(chain, n) };
+        self.purge_aged_if_due();
     }
 
     /// Releases one free run with no thread cache to take it.

@@ -230,3 +230,49 @@ fn with_caches_an_exited_thread_leaves_at_most_the_global_cache() {
         grown / MIB
     );
 }
+
+// Its own configuration, so the runs the other tests leave cached do not count here.
+define_rpmalloc!(AgedElsewhere, < enable_statistics: true >);
+
+#[test]
+fn ageing_runs_go_back_when_another_span_count_uses_the_global_cache() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+
+    // An exiting thread frees 8000 single-span runs (40 KiB blocks): the global cache keeps
+    // its limit (200 MiB) and ages up to as many again.
+    thread::spawn(|| {
+        let blocks = allocate_touched(&AgedElsewhere, &[40 << 10; 8000]);
+        check_and_free(&AgedElsewhere, blocks);
+    })
+    .join()
+    .unwrap();
+    let ageing = AgedElsewhere.statistics().expect("statistics are enabled");
+    let aged_bytes = ageing.global_cache.saturating_sub(GLOBAL_SINGLE_SPAN_LIMIT);
+    assert!(
+        aged_bytes >= 64 * MIB,
+        "expected single spans ageing beyond the global cache's limit: {ageing:?}"
+    );
+    let before = rss();
+
+    // Past the ageing time, this thread — alive, so no thread-exit purge — touches only
+    // runs of 3 spans (150 KiB blocks): 120 of them overflow its thread cache (99 such
+    // runs) into the global cache, and that insert gives back the expired single spans.
+    thread::sleep(std::time::Duration::from_millis(AGING_MS + 100));
+    let blocks = allocate_touched(&AgedElsewhere, &[150 << 10; 120]);
+    check_and_free(&AgedElsewhere, blocks);
+    let stats = AgedElsewhere.statistics().unwrap();
+    assert!(
+        stats.global_cache <= GLOBAL_SINGLE_SPAN_LIMIT + 120 * 3 * SPAN,
+        "the expired single spans are still cached: {} MiB before, {} MiB after: {stats:?}",
+        ageing.global_cache / MIB,
+        stats.global_cache / MIB
+    );
+    let after = rss();
+    assert!(
+        after + aged_bytes / 2 <= before,
+        "RSS {} MiB before, {} MiB after {} MiB of aged runs should have gone back",
+        before / MIB,
+        after / MIB,
+        aged_bytes / MIB
+    );
+}
