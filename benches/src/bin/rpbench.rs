@@ -71,6 +71,8 @@ struct Params {
     rounds: usize,
     seed: u64,
     quiet: bool,
+    /// Report the peak RSS of each pass and round (`--phase-rss`).
+    phase_rss: bool,
 }
 
 impl Default for Params {
@@ -91,6 +93,7 @@ impl Default for Params {
             rounds: 2,
             seed: 0x5eed,
             quiet: false,
+            phase_rss: false,
         }
     }
 }
@@ -289,6 +292,28 @@ fn rss() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Bytes in MiB.
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Highest `VmHWM` seen before a `--phase-rss` mark reset it.
+static PEAK_BEFORE_RESET: AtomicU64 = AtomicU64::new(0);
+
+/// `--phase-rss`: prints the peak RSS since the previous mark and resets the kernel's peak
+/// (`clear_refs` 5), so each pass and round shows its own; the run's peak stays the
+/// highest of them.
+fn phase_mark(label: &str) {
+    let (now, peak) = rss();
+    PEAK_BEFORE_RESET.fetch_max(peak, Ordering::Relaxed);
+    eprintln!(
+        "rpbench: phase {label}: peak RSS {:.1} MiB, RSS {:.1} MiB",
+        mib(peak),
+        mib(now)
+    );
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 // ---- blocks ------------------------------------------------------------------------------
 
 /// A live block of the benchmark: its address and the layout it was allocated with.
@@ -462,7 +487,9 @@ fn worker(sh: &Shared, me: usize, round: usize) -> Tally {
         t.cpu_ns += thread_cpu_ns() - start;
 
         // Nobody hands out blocks past this point of the pass: free what we hold.
-        sh.barrier.wait();
+        if sh.barrier.wait().is_leader() && p.phase_rss {
+            phase_mark(&format!("round {round} pass {pass}"));
+        }
         let start = thread_cpu_ns();
         sh.drain(me, &mut t.ops);
         for slot in slots.iter_mut() {
@@ -637,6 +664,9 @@ fn run(p: Params) -> RunResult {
                     total.ops += t.ops;
                     total.cpu_ns += t.cpu_ns;
                 }
+                if p.phase_rss {
+                    phase_mark(&format!("round {round} end"));
+                }
             }
         }
         Mode::Larson => {
@@ -664,6 +694,9 @@ fn run(p: Params) -> RunResult {
                 }
                 // Each new thread gets the set of the previous thread with the next index.
                 sets.rotate_left(1);
+                if p.phase_rss {
+                    phase_mark(&format!("round {round}"));
+                }
             }
             // The main thread frees the last round's working set, outside the timing.
             wall_s = wall.elapsed().as_secs_f64();
@@ -682,6 +715,7 @@ fn run(p: Params) -> RunResult {
         let _ = h.join();
     }
     let (rss_after, peak_rss) = rss();
+    let peak_rss = peak_rss.max(PEAK_BEFORE_RESET.load(Ordering::Relaxed));
     RunResult {
         ops: total.ops,
         cpu_s: total.cpu_ns as f64 / 1e9,
@@ -702,6 +736,10 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     while let Some(flag) = it.next() {
         if flag == "--quiet" || flag == "-q" {
             p.quiet = true;
+            continue;
+        }
+        if flag == "--phase-rss" {
+            p.phase_rss = true;
             continue;
         }
         let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -728,7 +766,6 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         );
     }
     let r = run(p.clone());
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     eprintln!(
         "rpbench: {} {} t={}: {:.2} M ops/CPU-s, {:.2} M ops/s, peak RSS {:.1} MiB, after {:.1} MiB",
         p.alloc,
@@ -1018,7 +1055,6 @@ fn report(
         rows.iter()
             .find(|r| r.set == set && r.peer == peer && r.threads == t)
     };
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     // The paired ratio `k` of the row (see `Row::ratios`).
     let ratio = |r: &Row, k: usize| match r.ratios {
         Some(q) if r.peer != BASELINE => format!(" ({:.2}×)", q[k]),
@@ -1273,11 +1309,12 @@ usage:
   rpbench run [--alloc NAME] [--mode random|larson|realloc] [--threads N] [--loops N]
               [--allocs N] [--op-count N] [--min BYTES] [--max BYTES]
               [--dist even|linear|exp] [--cross-rate N] [--passes N] [--rounds N]
-              [--seed N] [--quiet]
+              [--seed N] [--quiet] [--phase-rss]
   rpbench all [--threads 1,2,8] [--peers a,b,...] [--sets std1,std2,larson,realloc]
               [--scale F] [--repeat N] [--docs DIR | --no-docs] [run options...]
 allocators: ours, ours-nocache, crpmalloc, mimalloc, jemalloc, system
-`run` prints a RESULT line on stdout; `all` runs each configuration in its own process,
+`run` prints a RESULT line on stdout (with `--phase-rss`, also each pass's and round's own
+peak RSS on stderr); `all` runs each configuration in its own process,
 prints a report and writes DIR/benchmarks-throughput.md and DIR/benchmarks-<set>-{ops,rss}.svg
 (DIR defaults to <repo>/docs).";
 
