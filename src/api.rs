@@ -45,6 +45,19 @@ pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
                 (*bin).free = (*block).next;
                 return block.cast();
             }
+            // The bin ran dry: take the blocks freed into its span since the last refill
+            // (every carved block is then out), without the slow path's call. A loop that
+            // frees each block right after allocating it comes here once per list length.
+            let span = (*bin).span;
+            if !span.is_null() {
+                let list = (*span).free_list;
+                if !list.is_null() {
+                    (*span).free_list = ptr::null_mut();
+                    (*span).used = (*span).limit;
+                    (*bin).free = (*list).next;
+                    return list.cast();
+                }
+            }
             if bins != empty_bins() {
                 // The thread has a heap: refill straight from it.
                 return Heap::<C>::from_bins(bins).alloc_small_slow(class);
