@@ -48,10 +48,12 @@ pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
             // The bin ran dry: take the blocks freed into its span since the last refill
             // (every carved block is then out), without the slow path's call. A loop that
             // frees each block right after allocating it comes here once per list length.
+            // Not while notices wait: only the slow path takes them, and a thread that
+            // never left this branch would never get its full spans back.
             let span = (*bin).span;
             if !span.is_null() {
                 let list = (*span).free_list;
-                if !list.is_null() {
+                if !list.is_null() && Heap::<C>::from_bins(bins).notices.is_empty_relaxed() {
                     (*span).free_list = ptr::null_mut();
                     (*span).used = (*span).limit;
                     (*bin).free = (*list).next;

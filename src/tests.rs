@@ -446,6 +446,45 @@ fn remote_frees_bring_full_spans_back_to_a_live_owner() {
     .unwrap();
 }
 
+// As `RemoteLive`, for the next test alone.
+test_config!(
+    RemotePingPong,
+    typenum::U65536,
+    ENABLE_THREAD_CACHE: bool = false,
+    ENABLE_GLOBAL_CACHE: bool = false,
+    ENABLE_STATISTICS: bool = true,
+    SPAN_MAP_COUNT: usize = 1,
+);
+
+#[test]
+fn a_thread_that_only_recycles_one_class_still_gets_its_full_spans_back() {
+    std::thread::spawn(|| {
+        let span = RemotePingPong::SPAN_SIZE;
+        let small = Layout::from_size_align(16, 16).unwrap();
+        // SAFETY: valid layout; sets up the heap and the 16-byte class.
+        unsafe { api::dealloc::<RemotePingPong>(api::alloc::<RemotePingPong>(small), small) };
+        let before = api::statistics::<RemotePingPong>().unwrap().mapped;
+        let blocks = filled_blocks::<RemotePingPong>(64 * 40);
+        free_on_other_thread::<RemotePingPong>(blocks);
+        // Only alloc+free pairs of one class from here on: the bin refills from its own
+        // span's list without the slow path — except that waiting notices send it there.
+        for _ in 0..2000 {
+            // SAFETY: valid layout; freed right away.
+            unsafe {
+                let p = api::alloc::<RemotePingPong>(small);
+                assert!(!p.is_null());
+                p.write(1);
+                api::dealloc::<RemotePingPong>(p, small);
+            }
+        }
+        let after = api::statistics::<RemotePingPong>().unwrap().mapped;
+        // Left: the 1000-byte class's active span.
+        assert!(after <= before + span, "before {before} after {after}");
+    })
+    .join()
+    .unwrap();
+}
+
 #[test]
 fn remote_frees_release_an_exited_threads_spans() {
     let before = api::statistics::<RemoteOrphan>().unwrap().mapped;
