@@ -83,7 +83,8 @@ pub(crate) struct Heap<C> {
     /// The fast-path view.
     pub bins: Bins,
     /// Notices from other threads: spans that were in none of this heap's lists (see
-    /// [`RemoteList`](crate::remote::RemoteList)) and received a remote free. Linked through `Span::notice_link`.
+    /// [`RemoteList`](crate::remote::RemoteList)) and received a remote free. Linked
+    /// through `Span::notice_link`.
     pub notices: DeferredList,
     /// Set while the heap has no thread (on the orphan list).
     pub orphaned: AtomicBool,
