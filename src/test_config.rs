@@ -27,3 +27,20 @@ macro_rules! test_config {
     };
 }
 pub(crate) use test_config;
+
+/// A configuration whose `mapped` counter shows every released span: no span caches (a
+/// released span is unmapped at once), one span per mapping, statistics on. Each test that
+/// reads the counter defines its own, so it sees nothing else.
+macro_rules! span_counting_config {
+    ($name:ident, $span:ty) => {
+        crate::test_config::test_config!(
+            $name,
+            $span,
+            ENABLE_THREAD_CACHE: bool = false,
+            ENABLE_GLOBAL_CACHE: bool = false,
+            ENABLE_STATISTICS: bool = true,
+            SPAN_MAP_COUNT: usize = 1,
+        );
+    };
+}
+pub(crate) use span_counting_config;

@@ -2,7 +2,7 @@
 
 use crate::api;
 use crate::params::Params;
-use crate::test_config::test_config;
+use crate::test_config::{span_counting_config, test_config};
 use crate::Config;
 use core::alloc::Layout;
 
@@ -363,24 +363,9 @@ fn large_blocks_grow_in_place_over_the_reserve() {
     .unwrap();
 }
 
-// Each used by one test only, so its counters see nothing else. One span per mapping and
-// no caches: a released span is unmapped at once and `mapped` shows it.
-test_config!(
-    RemoteLive,
-    typenum::U65536,
-    ENABLE_THREAD_CACHE: bool = false,
-    ENABLE_GLOBAL_CACHE: bool = false,
-    ENABLE_STATISTICS: bool = true,
-    SPAN_MAP_COUNT: usize = 1,
-);
-test_config!(
-    RemoteOrphan,
-    typenum::U65536,
-    ENABLE_THREAD_CACHE: bool = false,
-    ENABLE_GLOBAL_CACHE: bool = false,
-    ENABLE_STATISTICS: bool = true,
-    SPAN_MAP_COUNT: usize = 1,
-);
+// Each used by one test only (see `span_counting_config!`).
+span_counting_config!(RemoteLive, typenum::U65536);
+span_counting_config!(RemoteOrphan, typenum::U65536);
 
 /// Allocates `n` filled 1000-byte blocks of `C` (about 64 per 64 KiB span), as addresses.
 fn filled_blocks<C: crate::Config>(n: usize) -> Vec<usize> {
@@ -446,15 +431,8 @@ fn remote_frees_bring_full_spans_back_to_a_live_owner() {
     .unwrap();
 }
 
-// As `RemoteLive`, for the next test alone.
-test_config!(
-    RemotePingPong,
-    typenum::U65536,
-    ENABLE_THREAD_CACHE: bool = false,
-    ENABLE_GLOBAL_CACHE: bool = false,
-    ENABLE_STATISTICS: bool = true,
-    SPAN_MAP_COUNT: usize = 1,
-);
+// Used by one test only (see `span_counting_config!`).
+span_counting_config!(RemotePingPong, typenum::U65536);
 
 #[test]
 fn a_thread_that_only_recycles_one_class_still_gets_its_full_spans_back() {
@@ -553,15 +531,8 @@ fn freed_blocks_are_reused_before_fresh_pages_are_carved() {
     .unwrap();
 }
 
-// Used by one test only.
-test_config!(
-    RemotePartial,
-    typenum::U65536,
-    ENABLE_THREAD_CACHE: bool = false,
-    ENABLE_GLOBAL_CACHE: bool = false,
-    ENABLE_STATISTICS: bool = true,
-    SPAN_MAP_COUNT: usize = 1,
-);
+// Used by one test only (see `span_counting_config!`).
+span_counting_config!(RemotePartial, typenum::U65536);
 
 #[test]
 fn partial_spans_emptied_by_other_threads_are_released_to_a_live_owner() {
@@ -625,15 +596,8 @@ fn partial_spans_emptied_by_other_threads_are_released_to_a_live_owner() {
     .unwrap();
 }
 
-// Used by one test only.
-test_config!(
-    RemoteChurn,
-    typenum::U16384,
-    ENABLE_THREAD_CACHE: bool = false,
-    ENABLE_GLOBAL_CACHE: bool = false,
-    ENABLE_STATISTICS: bool = true,
-    SPAN_MAP_COUNT: usize = 1,
-);
+// Used by one test only (see `span_counting_config!`).
+span_counting_config!(RemoteChurn, typenum::U16384);
 
 #[test]
 fn blocks_passed_between_exiting_threads_leave_only_heap_records_mapped() {
