@@ -740,3 +740,64 @@ fn large_blocks_grow_in_place_over_the_reserve_even_with_a_warm_cache() {
     .join()
     .unwrap();
 }
+
+// Used by one test only, so its orphan list holds only that test's heap.
+test_config!(SpareSpan, typenum::U65536);
+
+#[test]
+fn a_class_gets_back_its_own_part_carved_span_before_other_classes_take_it() {
+    let small = Layout::from_size_align(16, 16).unwrap();
+    let medium = Layout::from_size_align(16 * 1024, 16).unwrap();
+    let span_of = |p: *mut u8| p as usize & !(SpareSpan::SPAN_SIZE - 1);
+    // Medium blocks over several spans must not land in `spare`; then the small class's
+    // next block must.
+    let churn_then_small = move |spare: usize| {
+        // SAFETY (all calls): valid layouts; every block is freed once.
+        let blocks: Vec<*mut u8> = (0..12)
+            .map(|_| unsafe { api::alloc::<SpareSpan>(medium) })
+            .collect();
+        for &p in &blocks {
+            assert!(!p.is_null());
+            assert_ne!(
+                span_of(p),
+                spare,
+                "a medium block took the small class's span"
+            );
+            // SAFETY: a live 16 KiB block.
+            unsafe { p.write_bytes(0xA5, medium.size()) };
+        }
+        for p in blocks {
+            // SAFETY: a live block of this layout, freed once.
+            unsafe { api::dealloc::<SpareSpan>(p, medium) };
+        }
+        // SAFETY: a valid layout.
+        let p = unsafe { api::alloc::<SpareSpan>(small) };
+        assert_eq!(
+            span_of(p),
+            spare,
+            "the small class did not get its span back"
+        );
+        p
+    };
+    let spare = std::thread::spawn(move || {
+        // SAFETY: a valid layout; the block is freed right away, emptying its span.
+        let p = unsafe { api::alloc::<SpareSpan>(small) };
+        let spare = span_of(p);
+        // SAFETY: the live block just allocated.
+        unsafe { api::dealloc::<SpareSpan>(p, small) };
+        let p = churn_then_small(spare);
+        // SAFETY: the live block just allocated.
+        unsafe { api::dealloc::<SpareSpan>(p, small) };
+        spare
+    })
+    .join()
+    .unwrap();
+    // The next thread adopts the exited thread's heap, spare span included.
+    std::thread::spawn(move || {
+        let p = churn_then_small(spare);
+        // SAFETY: the live block just allocated.
+        unsafe { api::dealloc::<SpareSpan>(p, small) };
+    })
+    .join()
+    .unwrap();
+}
