@@ -73,6 +73,8 @@ struct Params {
     quiet: bool,
     /// Report the peak RSS of each pass and round (`--phase-rss`).
     phase_rss: bool,
+    /// At each pass's end, count resident pages per span (`--span-pages`).
+    span_pages: bool,
 }
 
 impl Default for Params {
@@ -94,6 +96,7 @@ impl Default for Params {
             seed: 0x5eed,
             quiet: false,
             phase_rss: false,
+            span_pages: false,
         }
     }
 }
@@ -314,6 +317,63 @@ fn phase_mark(label: &str) {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// `--span-pages`: how many 4 KiB pages of each 64 KiB-aligned piece of every anonymous
+/// mapping of 1 MiB or more are resident (`/proc/self/pagemap`), as a histogram: entry `k`
+/// is the number of pieces with `k` resident pages. With the allocators' spans 64 KiB and
+/// aligned, it shows how much of each span is touched — spans in use and cached alike.
+fn span_pages(label: &str) {
+    use std::io::{Read, Seek, SeekFrom};
+    const PAGE_SHIFT: u32 = 12;
+    const PIECE_PAGES: usize = 16;
+    let (Ok(maps), Ok(mut pagemap)) = (
+        std::fs::read_to_string("/proc/self/maps"),
+        std::fs::File::open("/proc/self/pagemap"),
+    ) else {
+        eprintln!("rpbench: span pages {label}: /proc/self/pagemap unreadable");
+        return;
+    };
+    let mut hist = [0u64; PIECE_PAGES + 1];
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // Anonymous mappings have no sixth (path) field.
+        if fields.len() != 5 {
+            continue;
+        }
+        let Some((lo, hi)) = fields[0].split_once('-') else {
+            continue;
+        };
+        let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) else {
+            continue;
+        };
+        if hi - lo < 1 << 20 {
+            continue;
+        }
+        let pages = ((hi - lo) >> PAGE_SHIFT) as usize;
+        let mut entries = vec![0u8; pages * 8];
+        if pagemap
+            .seek(SeekFrom::Start((lo >> PAGE_SHIFT) * 8))
+            .is_err()
+            || pagemap.read_exact(&mut entries).is_err()
+        {
+            continue;
+        }
+        // Bit 63 of an entry: the page is present.
+        let present = |i: usize| entries[i * 8 + 7] >> 7 == 1;
+        let base = (lo >> PAGE_SHIFT) as usize;
+        let mut i = 0;
+        while i < pages {
+            let end = (((base + i) / PIECE_PAGES + 1) * PIECE_PAGES - base).min(pages);
+            hist[(i..end).filter(|&j| present(j)).count()] += 1;
+            i = end;
+        }
+    }
+    let touched: u64 = hist[1..].iter().sum();
+    eprintln!(
+        "rpbench: span pages {label}: {touched} touched 64 KiB pieces; by resident pages 0..=16: {:?}",
+        hist
+    );
+}
+
 // ---- blocks ------------------------------------------------------------------------------
 
 /// A live block of the benchmark: its address and the layout it was allocated with.
@@ -487,8 +547,17 @@ fn worker(sh: &Shared, me: usize, round: usize) -> Tally {
         t.cpu_ns += thread_cpu_ns() - start;
 
         // Nobody hands out blocks past this point of the pass: free what we hold.
-        if sh.barrier.wait().is_leader() && p.phase_rss {
-            phase_mark(&format!("round {round} pass {pass}"));
+        if sh.barrier.wait().is_leader() {
+            if p.phase_rss {
+                phase_mark(&format!("round {round} pass {pass}"));
+            }
+            if p.span_pages {
+                span_pages(&format!("round {round} pass {pass}"));
+            }
+        }
+        if p.span_pages {
+            // Nobody frees while the pages are counted.
+            sh.barrier.wait();
         }
         let start = thread_cpu_ns();
         sh.drain(me, &mut t.ops);
@@ -740,6 +809,10 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         }
         if flag == "--phase-rss" {
             p.phase_rss = true;
+            continue;
+        }
+        if flag == "--span-pages" {
+            p.span_pages = true;
             continue;
         }
         let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -1309,12 +1382,13 @@ usage:
   rpbench run [--alloc NAME] [--mode random|larson|realloc] [--threads N] [--loops N]
               [--allocs N] [--op-count N] [--min BYTES] [--max BYTES]
               [--dist even|linear|exp] [--cross-rate N] [--passes N] [--rounds N]
-              [--seed N] [--quiet] [--phase-rss]
+              [--seed N] [--quiet] [--phase-rss] [--span-pages]
   rpbench all [--threads 1,2,8] [--peers a,b,...] [--sets std1,std2,larson,realloc]
               [--scale F] [--repeat N] [--docs DIR | --no-docs] [run options...]
 allocators: ours, ours-nocache, crpmalloc, mimalloc, jemalloc, system
 `run` prints a RESULT line on stdout (with `--phase-rss`, also each pass's and round's own
-peak RSS on stderr); `all` runs each configuration in its own process,
+peak RSS on stderr; with `--span-pages`, resident pages per 64 KiB span at each pass's end);
+`all` runs each configuration in its own process,
 prints a report and writes DIR/benchmarks-throughput.md and DIR/benchmarks-<set>-{ops,rss}.svg
 (DIR defaults to <repo>/docs).";
 
