@@ -713,8 +713,9 @@ impl<C: Config> Heap<C> {
 
     // ---- thread exit ---------------------------------------------------------------
 
-    /// Orphans this heap: hands its caches back, releases empty spans, and
-    /// puts it on the orphan list for the next thread. Called once when its thread exits.
+    /// Orphans this heap: hands its thread caches back, releases empty spans (small spans
+    /// not carved whole become their class's spare, which the heap keeps), and puts it on
+    /// the orphan list for the next thread. Called once when its thread exits.
     pub(crate) fn orphan(&mut self) {
         let global = C::global();
         // The heavy part runs while we still own the heap, outside the orphan lock (many
@@ -782,8 +783,12 @@ impl<C: Config> Heap<C> {
         self.take_notices();
         // The reserve stays: it is untouched address space, and the next thread to adopt
         // this heap carves from it instead of mapping (and pinning) a mapping of its own.
-        // So do the spare spans (at most one per class, touched only as far as carved):
-        // the next thread's classes take them back before whole-touched cached spans.
+        // So do the spare spans: the next thread's classes take them back before
+        // whole-touched cached spans. At most one per class of blocks under half a page
+        // (the classes carved a page at a time: about 65, 4 MiB of address space with
+        // 64 KiB spans), resident only as far as carved; rpmalloc keeps one per class of
+        // every size. They are outside the global cache's limit until a thread adopts
+        // the heap.
         self.next_orphan = *orphans;
         *orphans = self;
     }

@@ -779,16 +779,15 @@ fn a_class_gets_back_its_own_part_carved_span_before_other_classes_take_it() {
         );
         p
     };
+    // A thread frees its only small block and exits: its active span, part-carved and
+    // empty, is retired into the class's spare. (While the thread lives, an emptied active
+    // span stays in its bin; a spare comes from a span that had left it.)
     let spare = std::thread::spawn(move || {
         // SAFETY: a valid layout; the block is freed right away, emptying its span.
         let p = unsafe { api::alloc::<SpareSpan>(small) };
-        let spare = span_of(p);
         // SAFETY: the live block just allocated.
         unsafe { api::dealloc::<SpareSpan>(p, small) };
-        let p = churn_then_small(spare);
-        // SAFETY: the live block just allocated.
-        unsafe { api::dealloc::<SpareSpan>(p, small) };
-        spare
+        span_of(p)
     })
     .join()
     .unwrap();
