@@ -205,7 +205,12 @@ fn alloc_after_exit<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
         *orphans = heap;
     }
     // SAFETY: orphaned heaps are used only under the orphan lock, which we hold.
-    alloc_from::<C>(unsafe { &mut *heap }, layout, zero)
+    let heap = unsafe { &mut *heap };
+    let block = alloc_from::<C>(heap, layout, zero);
+    // Its active spans go back to being watched, so the (remote) frees of these blocks
+    // return them without an adopter.
+    heap.retire_bins();
+    block
 }
 
 /// `GlobalAlloc::dealloc` for configuration `C`.

@@ -713,6 +713,55 @@ impl<C: Config> Heap<C> {
 
     // ---- thread exit ---------------------------------------------------------------
 
+    /// Gives the bin's blocks back to its active span (counted: they were out) and files
+    /// the span by its state: partial (returned, for the caller to settle) or full (settled
+    /// here: armed, or released if remote frees emptied it).
+    fn retire_bin(&mut self, class: usize) -> *mut Span {
+        let Bin { free, span } = self.bins.bin[class];
+        self.bins.bin[class] = Bin::EMPTY;
+        if span.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: an active span of this heap and the bin's list of its free blocks; it
+        // joins the list its state calls for.
+        unsafe {
+            if !free.is_null() {
+                let mut tail = free;
+                let mut count = 1;
+                while !(*tail).next.is_null() {
+                    tail = (*tail).next;
+                    count += 1;
+                }
+                (*tail).next = (*span).free_list;
+                (*span).free_list = free;
+                (*span).used -= count;
+            }
+            if !(*span).free_list.is_null() || (*span).limit < (*span).block_count {
+                (*span).state = State::Partial;
+                SpanDList::push(&mut self.partial[class], span);
+                span
+            } else {
+                (*span).state = State::Full;
+                self.settle(span);
+                ptr::null_mut()
+            }
+        }
+    }
+
+    /// After an allocation served by this orphaned heap (under the orphan lock): no thread
+    /// will allocate from its active spans, so they are retired and watched or armed like
+    /// those of an exiting thread — the frees of their blocks, all remote, then bring them
+    /// back without waiting for an adopter.
+    pub(crate) fn retire_bins(&mut self) {
+        for class in 0..MAX_CLASS_COUNT {
+            let partial = self.retire_bin(class);
+            if !partial.is_null() {
+                // SAFETY: a partial span of this heap, on its class's partial list.
+                unsafe { self.settle(partial) };
+            }
+        }
+    }
+
     /// Orphans this heap: hands its thread caches back, releases empty spans (small spans
     /// not carved whole become their class's spare, which the heap keeps), and puts it on
     /// the orphan list for the next thread. Called once when its thread exits.
@@ -723,33 +772,7 @@ impl<C: Config> Heap<C> {
         // send meanwhile wait for the last take, under the lock, below.
         self.take_notices();
         for class in 0..MAX_CLASS_COUNT {
-            let Bin { free, span } = self.bins.bin[class];
-            self.bins.bin[class] = Bin::EMPTY;
-            // SAFETY: an active span of this heap and the bin's list of its free blocks; it
-            // joins the list its state calls for.
-            if !span.is_null() {
-                unsafe {
-                    if !free.is_null() {
-                        // The bin's blocks go back to the span (counted: they were out).
-                        let mut tail = free;
-                        let mut count = 1;
-                        while !(*tail).next.is_null() {
-                            tail = (*tail).next;
-                            count += 1;
-                        }
-                        (*tail).next = (*span).free_list;
-                        (*span).free_list = free;
-                        (*span).used -= count;
-                    }
-                    if !(*span).free_list.is_null() || (*span).limit < (*span).block_count {
-                        (*span).state = State::Partial;
-                        SpanDList::push(&mut self.partial[class], span);
-                    } else {
-                        (*span).state = State::Full;
-                        self.settle(span);
-                    }
-                }
-            }
+            self.retire_bin(class);
             // No thread will allocate from the partial spans: watch them all (releasing the
             // ones remote frees already emptied), so remote frees bring them back.
             let mut span = self.partial[class];

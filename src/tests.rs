@@ -800,3 +800,66 @@ fn a_class_gets_back_its_own_part_carved_span_before_other_classes_take_it() {
     .join()
     .unwrap();
 }
+
+// Used by one test only (see `span_counting_config!`).
+span_counting_config!(LateAlloc, typenum::U65536);
+
+/// Blocks the late destructor allocated, as addresses (`None` if it panicked).
+static LATE_BLOCKS: std::sync::Mutex<Option<Vec<usize>>> = std::sync::Mutex::new(None);
+
+/// A pthread key destructor that runs after `LateAlloc`'s own thread-exit key retired the
+/// thread's heap, so its allocations are served by an orphaned heap.
+unsafe extern "C" fn allocate_after_exit(_: *mut libc::c_void) {
+    // A panic must not unwind out of an `extern "C"` function.
+    let blocks = std::panic::catch_unwind(|| filled_blocks::<LateAlloc>(64 * 3 + 10)).ok();
+    *LATE_BLOCKS.lock().unwrap_or_else(|e| e.into_inner()) = blocks;
+}
+
+#[test]
+fn blocks_allocated_after_thread_exit_go_back_when_other_threads_free_them() {
+    let before = api::statistics::<LateAlloc>().unwrap();
+    std::thread::spawn(|| {
+        // The first heap of the configuration creates its thread-exit key, so ours comes
+        // later and (glibc runs keys in order) its destructor runs after the retirement.
+        let layout = Layout::from_size_align(16, 16).unwrap();
+        // SAFETY: valid layout; freed once.
+        unsafe { api::dealloc::<LateAlloc>(api::alloc::<LateAlloc>(layout), layout) };
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: a valid out pointer and destructor; a non-null value makes it run.
+        unsafe {
+            assert_eq!(
+                libc::pthread_key_create(&mut key, Some(allocate_after_exit)),
+                0
+            );
+            assert_eq!(
+                libc::pthread_setspecific(key, core::ptr::dangling::<libc::c_void>()),
+                0
+            );
+        }
+    })
+    .join()
+    .unwrap();
+    let blocks = LATE_BLOCKS
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the late destructor ran and did not panic");
+    let held = api::statistics::<LateAlloc>().unwrap().mapped;
+    assert!(
+        held >= before.mapped + 3 * LateAlloc::SPAN_SIZE,
+        "held {held}"
+    );
+    // Another thread frees them all: every span must go back, as for blocks allocated
+    // before the exit.
+    free_on_other_thread::<LateAlloc>(blocks);
+    let after = api::statistics::<LateAlloc>().unwrap();
+    let record = core::mem::size_of::<crate::heap::Heap<LateAlloc>>()
+        .next_multiple_of(crate::os::page_size());
+    let extra = after.mapped - before.mapped - (after.heaps - before.heaps) * record;
+    assert_eq!(
+        extra,
+        0,
+        "{} spans still mapped",
+        extra / LateAlloc::SPAN_SIZE
+    );
+}
