@@ -687,6 +687,12 @@ impl<C: Config> Heap<C> {
     /// spans; the flag says the memory is fresh from the OS. The caller checked the run
     /// fits [`LARGE_CLASS_COUNT`] spans.
     pub(crate) fn alloc_large(&mut self, size: usize, align: usize) -> (*mut u8, bool) {
+        // A thread that now allocates only large blocks still gets back the small spans
+        // other threads emptied (the small-class slow path is the other place notices are
+        // taken).
+        if !self.notices.is_empty_relaxed() {
+            self.take_notices();
+        }
         let count = Self::large_span_count(size, align);
         // Reserve first: a large block carved from the front of the reserve can later grow
         // in place over the spans behind it (`extend_run`); one from the cache cannot.

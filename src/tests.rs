@@ -432,6 +432,32 @@ fn remote_frees_bring_full_spans_back_to_a_live_owner() {
 }
 
 // Used by one test only (see `span_counting_config!`).
+span_counting_config!(RemoteThenLarge, typenum::U65536);
+
+#[test]
+fn a_thread_that_then_allocates_only_large_blocks_gets_its_full_spans_back() {
+    std::thread::spawn(|| {
+        let span = RemoteThenLarge::SPAN_SIZE;
+        let before = api::statistics::<RemoteThenLarge>().unwrap().mapped;
+        let blocks = filled_blocks::<RemoteThenLarge>(64 * 40);
+        // Other threads free every block: the full spans send notices.
+        free_on_other_thread::<RemoteThenLarge>(blocks);
+        let large = Layout::from_size_align(100 << 10, 16).unwrap();
+        // SAFETY: valid layout; freed right away (its run is unmapped: no caches).
+        unsafe { api::dealloc::<RemoteThenLarge>(api::alloc::<RemoteThenLarge>(large), large) };
+        let after = api::statistics::<RemoteThenLarge>().unwrap().mapped;
+        // Left: the heap record and the 1000-byte class's active span.
+        assert!(
+            after <= before + 2 * span,
+            "{} spans more than before",
+            (after - before) / span
+        );
+    })
+    .join()
+    .unwrap();
+}
+
+// Used by one test only (see `span_counting_config!`).
 span_counting_config!(RemotePingPong, typenum::U65536);
 
 #[test]
