@@ -542,11 +542,16 @@ impl<C: Config> Heap<C> {
             *used += 1;
             self.span_peak[count - 1] = self.span_peak[count - 1].max(*used);
         }
-        if C::ENABLE_THREAD_CACHE {
-            let span = self.cache[count - 1].pop();
-            if !span.is_null() {
-                return (span, false);
-            }
+        // Notices are taken on a thread-cache miss (they may refill it), so a thread that
+        // now allocates only large blocks still gets back the small spans other threads
+        // emptied; the small-class slow path is the other place they are taken.
+        let mut span = self.cache_pop(count);
+        if span.is_null() && !self.notices.is_empty_relaxed() {
+            self.take_notices();
+            span = self.cache_pop(count);
+        }
+        if !span.is_null() {
+            return (span, false);
         }
         // With `resident_first`, cached runs before the reserve: their pages are resident
         // already, the reserve's would be touched for the first time (more faults, higher
@@ -577,6 +582,16 @@ impl<C: Config> Heap<C> {
             return (self.take_reserve(count), true);
         }
         self.map_spans(count)
+    }
+
+    /// A run of `count` spans from the thread cache; null if it has none (or is off).
+    #[inline]
+    fn cache_pop(&mut self, count: usize) -> *mut Span {
+        if C::ENABLE_THREAD_CACHE {
+            self.cache[count - 1].pop()
+        } else {
+            ptr::null_mut()
+        }
     }
 
     /// Maps a new run, keeping the spans beyond `count` as the reserve.
@@ -687,12 +702,6 @@ impl<C: Config> Heap<C> {
     /// spans; the flag says the memory is fresh from the OS. The caller checked the run
     /// fits [`LARGE_CLASS_COUNT`] spans.
     pub(crate) fn alloc_large(&mut self, size: usize, align: usize) -> (*mut u8, bool) {
-        // A thread that now allocates only large blocks still gets back the small spans
-        // other threads emptied (the small-class slow path is the other place notices are
-        // taken).
-        if !self.notices.is_empty_relaxed() {
-            self.take_notices();
-        }
         let count = Self::large_span_count(size, align);
         // Reserve first: a large block carved from the front of the reserve can later grow
         // in place over the spans behind it (`extend_run`); one from the cache cannot.
