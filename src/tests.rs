@@ -830,15 +830,18 @@ fn a_class_gets_back_its_own_part_carved_span_before_other_classes_take_it() {
 // Used by one test only (see `span_counting_config!`).
 span_counting_config!(LateAlloc, typenum::U65536);
 
-/// Blocks the late destructor allocated, as addresses (`None` if it panicked).
-static LATE_BLOCKS: std::sync::Mutex<Option<Vec<usize>>> = std::sync::Mutex::new(None);
+/// Whether the thread's heap was already retired when the late destructor ran, and the
+/// blocks it allocated, as addresses (`None` if it panicked).
+static LATE_BLOCKS: std::sync::Mutex<Option<(bool, Vec<usize>)>> = std::sync::Mutex::new(None);
 
 /// A pthread key destructor that runs after `LateAlloc`'s own thread-exit key retired the
 /// thread's heap, so its allocations are served by an orphaned heap.
 unsafe extern "C" fn allocate_after_exit(_: *mut libc::c_void) {
+    // SAFETY: the configuration's thread slot, valid for the whole thread.
+    let retired = unsafe { (*LateAlloc::thread_state()).status.get() } == crate::thread::DEAD;
     // A panic must not unwind out of an `extern "C"` function.
     let blocks = std::panic::catch_unwind(|| filled_blocks::<LateAlloc>(64 * 3 + 10)).ok();
-    *LATE_BLOCKS.lock().unwrap_or_else(|e| e.into_inner()) = blocks;
+    *LATE_BLOCKS.lock().unwrap_or_else(|e| e.into_inner()) = blocks.map(|b| (retired, b));
 }
 
 #[test]
@@ -865,11 +868,17 @@ fn blocks_allocated_after_thread_exit_go_back_when_other_threads_free_them() {
     })
     .join()
     .unwrap();
-    let blocks = LATE_BLOCKS
+    let (retired, blocks) = LATE_BLOCKS
         .lock()
         .unwrap()
         .take()
         .expect("the late destructor ran and did not panic");
+    // (glibc runs key destructors in key order; a key freed meanwhile by a concurrent test
+    // could give ours a lower slot.)
+    assert!(
+        retired,
+        "the late destructor ran before the heap was retired"
+    );
     let held = api::statistics::<LateAlloc>().unwrap().mapped;
     assert!(
         held >= before.mapped + 3 * LateAlloc::SPAN_SIZE,
