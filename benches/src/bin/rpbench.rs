@@ -437,6 +437,8 @@ struct Shared {
     has_mail: Vec<AtomicBool>,
     barrier: Barrier,
     loops_done: AtomicU64,
+    /// `--phase-rss`: bytes the threads hold in their slots at a pass's end.
+    held_bytes: AtomicU64,
     alloc_ops: Vec<usize>,
     free_ops: Vec<usize>,
 }
@@ -460,6 +462,30 @@ impl Shared {
                 *ops += 1;
             }
         }
+    }
+
+    /// `--phase-rss`, at a pass's end with every thread waiting: the bytes of the live
+    /// blocks, those held in slots and those handed to a thread that has not freed them
+    /// yet (with threads on fewer cores, that share depends on the scheduler).
+    fn report_live(&self, label: &str) {
+        let held = self.held_bytes.swap(0, Ordering::Relaxed);
+        let handed: usize = self
+            .inbox
+            .iter()
+            .map(|inbox| {
+                let batches = inbox.lock().unwrap();
+                batches
+                    .iter()
+                    .flatten()
+                    .map(|b| b.layout.size())
+                    .sum::<usize>()
+            })
+            .sum();
+        eprintln!(
+            "rpbench: phase {label}: live blocks {:.1} MiB held + {:.1} MiB handed over, not yet freed",
+            mib(held),
+            mib(handed as u64)
+        );
     }
 
     fn post(&self, to: usize, batch: Vec<Block>) {
@@ -547,16 +573,21 @@ fn worker(sh: &Shared, me: usize, round: usize) -> Tally {
         t.cpu_ns += thread_cpu_ns() - start;
 
         // Nobody hands out blocks past this point of the pass: free what we hold.
+        if p.phase_rss {
+            let held: usize = slots.iter().flatten().map(|b| b.layout.size()).sum();
+            sh.held_bytes.fetch_add(held as u64, Ordering::Relaxed);
+        }
         if sh.barrier.wait().is_leader() {
             if p.phase_rss {
                 phase_mark(&format!("round {round} pass {pass}"));
+                sh.report_live(&format!("round {round} pass {pass}"));
             }
             if p.span_pages {
                 span_pages(&format!("round {round} pass {pass}"));
             }
         }
-        if p.span_pages {
-            // Nobody frees while the pages are counted.
+        if p.span_pages || p.phase_rss {
+            // Nobody frees while the pages and blocks are counted.
             sh.barrier.wait();
         }
         let start = thread_cpu_ns();
@@ -683,6 +714,7 @@ fn run(p: Params) -> RunResult {
         has_mail: (0..p.threads).map(|_| AtomicBool::new(false)).collect(),
         barrier: Barrier::new(p.threads),
         loops_done: AtomicU64::new(0),
+        held_bytes: AtomicU64::new(0),
         alloc_ops,
         free_ops,
         p: p.clone(),
