@@ -481,10 +481,13 @@ impl Shared {
                     .sum::<usize>()
             })
             .sum();
+        let live = held + handed as u64;
+        let (now, _) = rss();
         eprintln!(
-            "rpbench: phase {label}: live blocks {:.1} MiB held + {:.1} MiB handed over, not yet freed",
+            "rpbench: phase {label}: live blocks {:.1} MiB held + {:.1} MiB handed over, not yet freed; RSS per live byte {:.3}",
             mib(held),
-            mib(handed as u64)
+            mib(handed as u64),
+            now as f64 / live.max(1) as f64
         );
     }
 
