@@ -1040,10 +1040,16 @@ fn cmd_all(args: &[String]) -> Result<(), String> {
     for set in &sets {
         for &t in &threads {
             // Peers interleaved within each repetition, so a change in background load
-            // hits them all alike; the median of the repetitions is reported.
+            // hits them all alike; the median of the repetitions is reported. The order
+            // rotates with each repetition: a run can be slowed by what the run before it
+            // left the kernel to do (realloc, one thread: pairs read 0.86–1.11 when ours
+            // always followed `system` and C always followed `ours-nocache`, against
+            // 1.12 back to back).
             let mut samples_all: Vec<Vec<Sample>> = vec![Vec::new(); peers.len()];
-            for _ in 0..repeat {
-                for (pi, peer) in peers.iter().enumerate() {
+            for rep in 0..repeat {
+                for k in 0..peers.len() {
+                    let pi = (k + rep) % peers.len();
+                    let peer = &peers[pi];
                     n += 1;
                     eprintln!(
                         "[{n}/{total}, {:.0} s] {} {} threads={t}",
