@@ -1212,8 +1212,8 @@ fn report(
          `VmRSS` once every block is freed and every worker thread has exited. A process \
          without any benchmark blocks has an RSS of about {:.1} MiB. Ratios are to C rpmalloc \
          1.4 (`rpmalloc-sys`): the median over the repetitions of the peer's figure over C's \
-         from the same repetition (peers run interleaved, so a slow or fast spell of the \
-         machine cancels out); for ops above 1 is faster, for memory below 1 is smaller. \
+         from the same repetition (peers run interleaved, in an order that rotates with each \
+         repetition, so a slow or fast spell of the machine mostly cancels out); for ops above 1 is faster, for memory below 1 is smaller. \
          Timings on a small shared machine vary from run to run (use `--repeat`); the \
          instruction counts in `benchmarks-iai.md` are the steadier signal.\n",
         mib(rows.iter().map(|r| r.start).min().unwrap_or(0))
