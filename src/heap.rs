@@ -94,7 +94,7 @@ pub(crate) struct Heap<C> {
     partial: [*mut Span; MAX_CLASS_COUNT],
     /// Per size class, the last span it released before carving all its blocks, kept for
     /// that class's next span (as rpmalloc's per-class span cache). Such a span has only
-    /// its first pages touched; through the thread and global caches a class of large
+    /// its first pages touched; through the thread and global caches a class of bigger
     /// blocks would touch it whole. Counted as in use; stays with the heap when its thread
     /// exits, for the next thread.
     spare: [*mut Span; MAX_CLASS_COUNT],
