@@ -708,16 +708,24 @@ fn blocks_passed_between_exiting_threads_leave_only_heap_records_mapped() {
     .join()
     .unwrap();
     let after = api::statistics::<RemoteChurn>().unwrap();
-    let record = core::mem::size_of::<crate::heap::Heap<RemoteChurn>>()
-        .next_multiple_of(crate::os::page_size());
-    let heaps = after.heaps - before.heaps;
-    let extra = after.mapped - before.mapped - heaps * record;
+    let extra = mapped_beyond_heap_records::<RemoteChurn>(&before, &after);
     assert_eq!(
         extra,
         0,
-        "{heaps} heap records and {} spans mapped",
+        "{} heap records and {} spans mapped",
+        after.heaps - before.heaps,
         extra / RemoteChurn::SPAN_SIZE
     );
+}
+
+/// Bytes `C` mapped between the two snapshots beyond the heap records it created.
+fn mapped_beyond_heap_records<C: crate::Config>(
+    before: &crate::Statistics,
+    after: &crate::Statistics,
+) -> usize {
+    let record =
+        core::mem::size_of::<crate::heap::Heap<C>>().next_multiple_of(crate::os::page_size());
+    after.mapped - before.mapped - (after.heaps - before.heaps) * record
 }
 
 // Used by one test only.
@@ -888,9 +896,7 @@ fn blocks_allocated_after_thread_exit_go_back_when_other_threads_free_them() {
     // before the exit.
     free_on_other_thread::<LateAlloc>(blocks);
     let after = api::statistics::<LateAlloc>().unwrap();
-    let record = core::mem::size_of::<crate::heap::Heap<LateAlloc>>()
-        .next_multiple_of(crate::os::page_size());
-    let extra = after.mapped - before.mapped - (after.heaps - before.heaps) * record;
+    let extra = mapped_beyond_heap_records::<LateAlloc>(&before, &after);
     assert_eq!(
         extra,
         0,
