@@ -10,6 +10,7 @@ use crate::heap::{empty_bins, Bin, Bins, Heap};
 use crate::huge;
 use crate::os;
 use crate::params::Params;
+use crate::size_class::{REALLOC_GRANULARITY, SMALL_SIZE_LIMIT};
 use crate::span::{Block, Kind, Span, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
 use crate::stats::Statistics;
 use crate::thread::{init_thread, ThreadState, DEAD, LIVE};
@@ -431,7 +432,8 @@ unsafe fn grow_large_in_place<C: Config>(span: *mut Span, ptr: *mut u8, new_size
 
 /// Moves a block. A block that grows gets at least 37.5 % headroom over its usable size
 /// (rpmalloc's rule), so a buffer growing in small steps is copied O(log n) times instead
-/// of once per step; the headroom is used by later in-place reallocs. Only the caller's
+/// of once per step; the headroom is used by later in-place reallocs. A medium size is
+/// then rounded up to [`REALLOC_GRANULARITY`]. Only the caller's
 /// `layout.size()` bytes are copied: the rest of the usable size holds nothing it asked for.
 ///
 /// # Safety
@@ -443,10 +445,16 @@ unsafe fn realloc_move<C: Config>(
     usable: usize,
     new_size: usize,
 ) -> *mut u8 {
-    let headroom = usable + (usable >> 2) + (usable >> 3);
     let mut new = ptr::null_mut();
-    if new_size > usable && headroom > new_size {
-        if let Ok(padded) = Layout::from_size_align(headroom, layout.align()) {
+    if new_size > usable {
+        let headroom = usable + (usable >> 2) + (usable >> 3);
+        let mut padded = headroom.max(new_size);
+        if padded > SMALL_SIZE_LIMIT && padded <= C::MEDIUM_LIMIT {
+            padded = padded
+                .next_multiple_of(REALLOC_GRANULARITY)
+                .min(C::MEDIUM_LIMIT);
+        }
+        if let Ok(padded) = Layout::from_size_align(padded, layout.align()) {
             // SAFETY: a valid non-zero layout.
             new = unsafe { alloc::<C>(padded) };
         }
