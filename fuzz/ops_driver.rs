@@ -40,6 +40,7 @@ use std::collections::BTreeMap;
 define_rpmalloc!(FuzzFast, <
     max_thread_span_cache: 16,
     max_thread_span_large_cache: 4,
+    max_global_span_cache: 16,
     global_cache_multiplier: 1,
 >);
 define_rpmalloc!(FuzzLean, <

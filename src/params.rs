@@ -5,8 +5,9 @@ use crate::size_class::{SizeClasses, SMALL_GRANULARITY};
 use crate::span::{LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
 use typenum::Unsigned;
 
-/// Spans moved from a thread cache to the global cache at once (single spans).
-const THREAD_SPAN_CACHE_TRANSFER: usize = 64;
+/// Spans moved between a thread cache and the global cache at once (single spans): small,
+/// so a thread that takes a batch does not hoard spans another thread then maps afresh.
+const THREAD_SPAN_CACHE_TRANSFER: usize = 8;
 /// Spans moved at once for large span counts.
 const THREAD_SPAN_LARGE_CACHE_TRANSFER: usize = 6;
 /// How long runs beyond the global cache's limit stay mapped before they go back to the
@@ -47,6 +48,10 @@ pub(crate) trait Params: Config {
             "max_thread_span_large_cache must be at least 1"
         );
         assert!(
+            Self::MAX_GLOBAL_SPAN_CACHE >= 1,
+            "max_global_span_cache must be at least 1"
+        );
+        assert!(
             Self::GLOBAL_CACHE_MULTIPLIER >= 1,
             "global_cache_multiplier must be at least 1"
         );
@@ -82,15 +87,10 @@ pub(crate) trait Params: Config {
     fn global_cache_limit(span_count: usize) -> usize {
         if Self::ENABLE_UNLIMITED_CACHE {
             usize::MAX
+        } else if span_count == 1 {
+            Self::MAX_GLOBAL_SPAN_CACHE
         } else {
-            let base = if span_count == 1 {
-                Self::MAX_THREAD_SPAN_CACHE
-            } else {
-                Self::MAX_THREAD_SPAN_LARGE_CACHE
-                    .saturating_sub(span_count >> 1)
-                    .max(1)
-            };
-            Self::GLOBAL_CACHE_MULTIPLIER.saturating_mul(base)
+            Self::GLOBAL_CACHE_MULTIPLIER.saturating_mul(Self::thread_cache_limit(span_count))
         }
     }
 }

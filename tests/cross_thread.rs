@@ -23,6 +23,7 @@ define_rpmalloc!(Adaptive, <
     enable_adaptive_thread_cache: true,
     max_thread_span_cache: 16,
     max_thread_span_large_cache: 4,
+    max_global_span_cache: 16,
     global_cache_multiplier: 1,
     span_map_count: 1,
 >);

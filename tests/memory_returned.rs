@@ -2,8 +2,8 @@
 //! 4 KiB .. 1 MiB blocks that was touched page by page and then freed leaves resident
 //! memory within 64 MiB of where it started. With the default caches, what a thread
 //! keeps after freeing its working set and exiting is bounded by the documented cache
-//! limits: at most `max_thread_span_cache` (400) × `global_cache_multiplier` (8) single
-//! 64 KiB spans end up in the global cache, everything beyond that is released, and a
+//! limits: at most `max_global_span_cache` (3200) single 64 KiB spans end up in the
+//! global cache, everything beyond that is released, and a
 //! later thread reuses the cached spans instead of mapping new ones.
 //!
 //! Resident memory is process-wide, so the tests take a lock and run one at a time; the
@@ -18,16 +18,15 @@ use std::sync::Mutex;
 use std::thread;
 
 define_rpmalloc!(NoCache, < enable_thread_cache: false, enable_global_cache: false >);
-// Default caches (64 KiB spans, 400 single spans per thread, global cache 8 × that).
+// Default caches (64 KiB spans, 32 single spans per thread, 3200 in the global cache).
 define_rpmalloc!(Cached, < enable_statistics: true >);
 
 const MIB: usize = 1 << 20;
-/// Default span size, `max_thread_span_cache` and `global_cache_multiplier`.
+/// Default span size and `max_global_span_cache`.
 const SPAN: usize = 64 << 10;
-const MAX_THREAD_SPAN_CACHE: usize = 400;
-const GLOBAL_CACHE_MULTIPLIER: usize = 8;
+const MAX_GLOBAL_SPAN_CACHE: usize = 3200;
 /// Most bytes of single spans the global cache may keep with the defaults.
-const GLOBAL_SINGLE_SPAN_LIMIT: usize = MAX_THREAD_SPAN_CACHE * GLOBAL_CACHE_MULTIPLIER * SPAN;
+const GLOBAL_SINGLE_SPAN_LIMIT: usize = MAX_GLOBAL_SPAN_CACHE * SPAN;
 /// Allowance for what is resident for other reasons: heap records, span headers, the
 /// size classes' active spans, the test harness.
 const SLACK: usize = 32 * MIB;
@@ -139,7 +138,7 @@ fn with_caches_an_exited_thread_leaves_at_most_the_global_cache() {
 
     // Blocks of 40 KiB are above the medium size classes (32 KiB) and fit one 64 KiB span
     // with its header: each takes a run of exactly one span. 8000 of them are 500 MiB of
-    // spans, well beyond the thread cache (400) plus the global cache (3200).
+    // spans, well beyond the thread cache (32) plus the global cache (3200).
     let before = rss();
     thread::spawn(|| {
         let blocks = allocate_touched(&Cached, &[40 << 10; 8000]);
@@ -152,7 +151,7 @@ fn with_caches_an_exited_thread_leaves_at_most_the_global_cache() {
     // Right after the burst the global cache may also hold as many runs again, ageing.
     assert!(
         stats.global_cache <= 2 * GLOBAL_SINGLE_SPAN_LIMIT,
-        "global cache holds {} bytes of single spans, above 2 × 400 × 8 × 64 KiB: {stats:?}",
+        "global cache holds {} bytes of single spans, above 2 × 3200 × 64 KiB: {stats:?}",
         stats.global_cache
     );
     assert!(
@@ -175,13 +174,13 @@ fn with_caches_an_exited_thread_leaves_at_most_the_global_cache() {
     .unwrap();
     let aged = rss();
     let stats = Cached.statistics().unwrap();
-    // That thread took one batch (64 runs) from the global cache and gave it back as a
+    // That thread took one batch (8 runs) from the global cache and gave it back as a
     // new, young ageing batch.
-    let young = 64 * SPAN;
+    let young = 8 * SPAN;
     assert!(
         stats.global_cache <= GLOBAL_SINGLE_SPAN_LIMIT + young,
         "after ageing the global cache still holds {} bytes of single spans, above \
-         400 × 8 × 64 KiB plus one batch: {stats:?}",
+         3200 × 64 KiB plus one batch: {stats:?}",
         stats.global_cache
     );
     assert!(
@@ -275,4 +274,55 @@ fn ageing_runs_go_back_when_another_span_count_uses_the_global_cache() {
         after / MIB,
         aged_bytes / MIB
     );
+}
+
+// Its own configuration, so only this test's spans are counted.
+define_rpmalloc!(SharedSpans, < enable_statistics: true >);
+
+#[test]
+fn spans_one_live_thread_frees_serve_another_live_thread() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use std::sync::mpsc;
+
+    // Blocks of 32 000 bytes: the largest medium class, two to a span. 400 of them fill
+    // 200 spans; when freed, all but the thread cache's 32 spans go to the global cache.
+    const BLOCKS: usize = 400;
+    let sizes = [32_000; BLOCKS];
+    let (freed_tx, freed_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let keeper = thread::spawn(move || {
+        let blocks = allocate_touched(&SharedSpans, &sizes);
+        check_and_free(&SharedSpans, blocks);
+        freed_tx.send(()).unwrap();
+        // Stay alive: what this thread's cache holds is not shared until it exits.
+        done_rx.recv().unwrap();
+    });
+    freed_rx.recv().unwrap();
+    let before = SharedSpans.statistics().unwrap();
+    assert!(
+        before.global_cache >= (BLOCKS / 2 - 32) * SPAN,
+        "{} KiB of single spans in the global cache after a live thread freed {} spans: \
+         {before:?}",
+        before.global_cache >> 10,
+        BLOCKS / 2
+    );
+    thread::spawn(move || {
+        let blocks = allocate_touched(&SharedSpans, &sizes);
+        check_and_free(&SharedSpans, blocks);
+    })
+    .join()
+    .unwrap();
+    let after = SharedSpans.statistics().unwrap();
+    // The second thread needs 200 spans: it takes the global cache's and maps one run of
+    // 64 spans at most for the rest (plus its heap record), not 200 new spans.
+    let mapped = after.mapped_total - before.mapped_total;
+    assert!(
+        mapped <= 64 * SPAN + MIB,
+        "a thread needing {} spans mapped {} KiB with {} KiB in the global cache: {after:?}",
+        BLOCKS / 2,
+        mapped >> 10,
+        before.global_cache >> 10
+    );
+    done_tx.send(()).unwrap();
+    keeper.join().unwrap();
 }

@@ -94,12 +94,17 @@ pub static KEYS: &[Key] = &[
     Key {
         name: "max_thread_span_cache",
         kind: int(1, 1_000_000),
-        default: "400",
+        default: "32",
     },
     Key {
         name: "max_thread_span_large_cache",
         kind: int(1, 1_000_000),
         default: "100",
+    },
+    Key {
+        name: "max_global_span_cache",
+        kind: int(1, 1_000_000),
+        default: "3200",
     },
     Key {
         name: "global_cache_multiplier",
@@ -204,7 +209,7 @@ mod tests {
 
     #[test]
     fn table_matches_config_names() {
-        assert_eq!(KEYS.len(), 11);
+        assert_eq!(KEYS.len(), 12);
         assert_eq!(
             lookup("span_map_count").unwrap().const_name(),
             "SPAN_MAP_COUNT"

@@ -34,8 +34,9 @@ use proc_macro::TokenStream;
 /// | `enable_global_cache` | bool | | `true` |
 /// | `enable_adaptive_thread_cache` | bool | | `false` |
 /// | `enable_unlimited_cache` | bool | | `false` |
-/// | `max_thread_span_cache` | integer | 1 ..= 1000000 | 400 |
+/// | `max_thread_span_cache` | integer | 1 ..= 1000000 | 32 |
 /// | `max_thread_span_large_cache` | integer | 1 ..= 1000000 | 100 |
+/// | `max_global_span_cache` | integer | 1 ..= 1000000 | 3200 |
 /// | `global_cache_multiplier` | integer | 1 ..= 1024 | 8 |
 /// | `enable_huge_pages` | bool | | `false` |
 /// | `enable_statistics` | bool | | `false` |

@@ -361,6 +361,7 @@ mod tests {
                 enable_unlimited_cache: true,
                 max_thread_span_cache: 1_000_000,
                 max_thread_span_large_cache: 1,
+                max_global_span_cache: 1_000_000,
                 global_cache_multiplier: 1024,
                 enable_huge_pages: true,
                 enable_statistics: true,
@@ -370,7 +371,7 @@ mod tests {
         assert!(input.errors.is_none());
         assert_eq!(input.attrs.len(), 1);
         assert_eq!(input.name, "A");
-        assert_eq!(input.settings.len(), 11);
+        assert_eq!(input.settings.len(), 12);
         assert_eq!(
             input.setting("span_size").unwrap().value,
             Value::Int(65_536)

@@ -16,6 +16,7 @@ define_rpmalloc!(
         enable_unlimited_cache: false,
         max_thread_span_cache: 1_000,
         max_thread_span_large_cache: 50,
+        max_global_span_cache: 500,
         global_cache_multiplier: 4,
         enable_huge_pages: false,
         enable_statistics: true,
