@@ -16,8 +16,8 @@ pub type DefaultSpanSize = typenum::U65536;
 /// Smallest span size accepted (one 4 KiB page).
 pub const MIN_SPAN_SIZE: usize = 4096;
 /// Largest span size accepted: 256 KiB, rpmalloc 1.4's limit. Medium size classes stop at
-/// 32 KiB whatever the span size, so bigger spans only grow every cached span (a thread
-/// cache of 400 spans would pin 100 MiB at 256 KiB) without serving any new size class.
+/// 32 KiB whatever the span size, so bigger spans only grow every cached span (the global
+/// cache's 3200 spans would pin 800 MiB at 256 KiB) without serving any new size class.
 pub const MAX_SPAN_SIZE: usize = 262_144;
 
 /// Default of `span_map_count`: spans mapped per OS call.
