@@ -446,6 +446,8 @@ unsafe fn realloc_move<C: Config>(
     new_size: usize,
 ) -> *mut u8 {
     let mut new = ptr::null_mut();
+    // Whether `new_size` itself was already asked for (and refused, if `new` is null).
+    let mut asked_exact = false;
     if new_size > usable {
         let headroom = usable + (usable >> 2) + (usable >> 3);
         let mut padded = headroom.max(new_size);
@@ -454,6 +456,7 @@ unsafe fn realloc_move<C: Config>(
                 .next_multiple_of(REALLOC_GRANULARITY)
                 .min(C::MEDIUM_LIMIT);
         }
+        asked_exact = padded == new_size;
         if let Ok(padded) = Layout::from_size_align(padded, layout.align()) {
             // SAFETY: a valid non-zero layout.
             new = unsafe { alloc::<C>(padded) };
@@ -462,7 +465,7 @@ unsafe fn realloc_move<C: Config>(
     // SAFETY: GlobalAlloc::realloc guarantees the new size with the old alignment is a
     // valid layout.
     unsafe {
-        if new.is_null() {
+        if new.is_null() && !asked_exact {
             new = alloc::<C>(Layout::from_size_align_unchecked(new_size, layout.align()));
         }
         if !new.is_null() {

@@ -34,6 +34,8 @@ pub(crate) const MEDIUM_SIZE_LIMIT: usize =
     SMALL_SIZE_LIMIT + MEDIUM_CLASS_COUNT * MEDIUM_GRANULARITY;
 /// Upper bound on the number of classes of any configuration; arrays are sized by it.
 pub(crate) const MAX_CLASS_COUNT: usize = SMALL_CLASS_COUNT + MEDIUM_CLASS_COUNT;
+// Class indices are stored as `u8` (the size-to-class table, `Span::class`).
+const _: () = assert!(MAX_CLASS_COUNT <= 256, "class indices must fit a u8");
 /// Length of the size-to-class table: one entry per 16-byte granule up to the medium limit.
 pub(crate) const CLASS_TABLE_LEN: usize = (MEDIUM_SIZE_LIMIT >> SMALL_GRANULARITY_SHIFT) + 1;
 

@@ -69,8 +69,8 @@ fn every_size_class_and_kind_roundtrips() {
     sizes.extend([
         4096,
         16384,
-        32256,
-        32257,
+        32512,
+        32513,
         65536,
         200_000,
         1 << 20,
@@ -907,10 +907,10 @@ fn blocks_allocated_after_thread_exit_go_back_when_other_threads_free_them() {
 
 #[test]
 fn a_buffer_growing_in_small_steps_moves_a_logarithmic_number_of_times() {
-    // From 1 KiB to the top medium class in 64-byte steps: 485 reallocs. Each move leaves
+    // From 1 KiB to the top medium class in 64-byte steps: 492 reallocs. Each move leaves
     // 37.5 % headroom, rounded up to 512 bytes, so the block moves at most about
-    // log₁.₃₇₅(32) ≈ 11 times (8 here); without headroom it would move at nearly every
-    // 256-byte class boundary (about 120 times).
+    // log₁.₃₇₅(32) ≈ 11 times (8 here, 9 without the rounding); without headroom it would
+    // move at every distinct medium class (25 times).
     let mut size = 1024;
     let mut layout = Layout::from_size_align(size, 8).unwrap();
     // SAFETY: non-zero layout; every realloc passes the block's current layout.
@@ -933,4 +933,26 @@ fn a_buffer_growing_in_small_steps_moves_a_logarithmic_number_of_times() {
     assert!((8..=12).contains(&moves), "{moves} moves");
     // SAFETY: the live block with its layout.
     unsafe { api::dealloc::<Default64k>(p, layout) };
+}
+
+#[test]
+fn a_growing_medium_block_is_rounded_up_to_the_coarser_realloc_step() {
+    // 1280 bytes is a class of its own. Growing it by one byte moves it with 37.5 %
+    // headroom (1760 bytes), rounded up to 512: a 2048-byte block, so growing on to 2048
+    // stays in place. Without the rounding it would move into the 1792-byte class.
+    let small = Layout::from_size_align(1280, 8).unwrap();
+    // SAFETY: non-zero layouts; each realloc passes the block's current layout.
+    unsafe {
+        let p = api::alloc::<Default64k>(small);
+        fill(p, 1280, 3);
+        let q = api::realloc::<Default64k>(p, small, 1281);
+        assert!(!q.is_null());
+        assert_ne!(q, p, "1281 bytes do not fit the 1280-byte class");
+        check(q, 1280, 3);
+        let grown = Layout::from_size_align(1281, 8).unwrap();
+        let r = api::realloc::<Default64k>(q, grown, 2048);
+        assert_eq!(r, q, "the moved block has room for 2048 bytes");
+        check(r, 1280, 3);
+        api::dealloc::<Default64k>(r, Layout::from_size_align(2048, 8).unwrap());
+    }
 }

@@ -300,7 +300,8 @@ fn spans_one_live_thread_frees_serve_another_live_thread() {
     freed_rx.recv().unwrap();
     let before = SharedSpans.statistics().unwrap();
     assert!(
-        before.global_cache >= (BLOCKS / 2 - 32) * SPAN,
+        // All but the 32-span buffer, less one batch of slack.
+        before.global_cache >= (BLOCKS / 2 - 32 - 8) * SPAN,
         "{} KiB of single spans in the global cache after a live thread freed {} spans: \
          {before:?}",
         before.global_cache >> 10,
