@@ -37,6 +37,9 @@ use std::time::{Duration, Instant};
 
 use rpmalloc_bench::{by_name, BASELINE, PEERS};
 
+mod handoff;
+use handoff::{mix_name, parse_mix, Mix};
+
 type Alloc = &'static (dyn GlobalAlloc + Sync);
 
 // ---- configuration ---------------------------------------------------------------------
@@ -46,6 +49,7 @@ enum Mode {
     Random,
     Larson,
     Realloc,
+    Handoff,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +79,13 @@ struct Params {
     phase_rss: bool,
     /// At each pass's end, count resident pages per span (`--span-pages`).
     span_pages: bool,
+    /// `--mode handoff`: the sizes, the total blocks, blocks per batch, batches the channel
+    /// holds, and the idle time measured after the last free.
+    mix: Mix,
+    blocks: usize,
+    batch: usize,
+    queue: usize,
+    idle_ms: usize,
 }
 
 impl Default for Params {
@@ -97,6 +108,11 @@ impl Default for Params {
             quiet: false,
             phase_rss: false,
             span_pages: false,
+            mix: Mix::Mixed,
+            blocks: 160_000,
+            batch: 200,
+            queue: 4,
+            idle_ms: 2000,
         }
     }
 }
@@ -106,7 +122,10 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
         "random" => Ok(Mode::Random),
         "larson" => Ok(Mode::Larson),
         "realloc" => Ok(Mode::Realloc),
-        _ => Err(format!("unknown mode {s:?} (random, larson, realloc)")),
+        "handoff" => Ok(Mode::Handoff),
+        _ => Err(format!(
+            "unknown mode {s:?} (random, larson, realloc, handoff)"
+        )),
     }
 }
 
@@ -124,6 +143,7 @@ fn mode_name(m: Mode) -> &'static str {
         Mode::Random => "random",
         Mode::Larson => "larson",
         Mode::Realloc => "realloc",
+        Mode::Handoff => "handoff",
     }
 }
 
@@ -172,6 +192,11 @@ fn apply_run_flag(p: &mut Params, flag: &str, v: &str) -> Result<bool, String> {
         "--passes" => p.passes = num(flag, v)?,
         "--rounds" => p.rounds = num(flag, v)?,
         "--seed" => p.seed = num(flag, v)? as u64,
+        "--mix" => p.mix = parse_mix(v)?,
+        "--blocks" => p.blocks = num(flag, v)?,
+        "--batch" => p.batch = num(flag, v)?,
+        "--queue" => p.queue = num(flag, v)?,
+        "--idle-ms" => p.idle_ms = num(flag, v)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -189,6 +214,9 @@ fn validate(p: &Params) -> Result<(), String> {
     }
     if p.max > u32::MAX as usize / 16 {
         return Err("--max too large".into());
+    }
+    if p.mode == Mode::Handoff && (p.blocks < p.threads || p.batch == 0) {
+        return Err("--mode handoff needs --blocks >= --threads and --batch >= 1".into());
     }
     Ok(())
 }
@@ -705,11 +733,35 @@ struct RunResult {
     rss_start: u64,
     peak_rss: u64,
     rss_after: u64,
+    /// `--mode handoff`: RSS after the idle period (0 for the other modes).
+    rss_idle: u64,
 }
 
 fn run(p: Params) -> RunResult {
     let alloc = by_name(&p.alloc).expect("validated allocator");
     let (rss_start, _) = rss();
+    if p.mode == Mode::Handoff {
+        let settings = handoff::Settings {
+            producers: p.threads,
+            blocks: p.blocks,
+            batch: p.batch,
+            queue: p.queue,
+            mix: p.mix,
+            idle_ms: p.idle_ms as u64,
+            seed: p.seed,
+        };
+        let out = handoff::run(alloc, settings, p.quiet);
+        let (_, peak_rss) = rss();
+        return RunResult {
+            ops: out.ops,
+            cpu_s: out.cpu_s,
+            wall_s: out.wall_s,
+            rss_start,
+            peak_rss,
+            rss_after: out.rss_after,
+            rss_idle: out.rss_idle,
+        };
+    }
     let (alloc_ops, free_ops) = op_tables(&p);
     let sh = Arc::new(Shared {
         alloc,
@@ -755,6 +807,7 @@ fn run(p: Params) -> RunResult {
     let mut wall_s = 0.0;
     let mut total = Tally::default();
     match p.mode {
+        Mode::Handoff => unreachable!("handled above"),
         Mode::Random | Mode::Realloc => {
             for round in 0..p.rounds {
                 let handles: Vec<_> = (0..p.threads)
@@ -827,6 +880,7 @@ fn run(p: Params) -> RunResult {
         rss_start,
         peak_rss,
         rss_after,
+        rss_idle: 0,
     }
 }
 
@@ -856,7 +910,18 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         }
     }
     validate(&p)?;
-    if !p.quiet {
+    if !p.quiet && p.mode == Mode::Handoff {
+        eprintln!(
+            "rpbench: {} handoff producers={} blocks={} mix={} batch={} queue={} idle_ms={}",
+            p.alloc,
+            p.threads,
+            p.blocks,
+            mix_name(p.mix),
+            p.batch,
+            p.queue,
+            p.idle_ms
+        );
+    } else if !p.quiet {
         eprintln!(
             "rpbench: {} {} threads={} loops={} allocs={} op_count={} size=[{},{}] {} cross_rate={} passes={} rounds={}",
             p.alloc,
@@ -875,18 +940,24 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     }
     let r = run(p.clone());
     eprintln!(
-        "rpbench: {} {} t={}: {:.2} M ops/CPU-s, {:.2} M ops/s, peak RSS {:.1} MiB, after {:.1} MiB",
+        "rpbench: {} {} t={}: {:.2} M ops/CPU-s, {:.2} M ops/s ({:.2} s), peak RSS {:.1} MiB, after {:.1} MiB{}",
         p.alloc,
         mode_name(p.mode),
         p.threads,
         r.ops as f64 / r.cpu_s / 1e6,
         r.ops as f64 / r.wall_s / 1e6,
+        r.wall_s,
         mib(r.peak_rss),
-        mib(r.rss_after)
+        mib(r.rss_after),
+        if p.mode == Mode::Handoff {
+            format!(", after idle {:.1} MiB", mib(r.rss_idle))
+        } else {
+            String::new()
+        }
     );
     // Machine-readable, for `rpbench all`.
     println!(
-        "RESULT alloc={} mode={} threads={} ops={} cpu_s={:.6} wall_s={:.6} rss_start={} peak_rss={} rss_after={}",
+        "RESULT alloc={} mode={} threads={} ops={} cpu_s={:.6} wall_s={:.6} rss_start={} peak_rss={} rss_after={} rss_idle={}",
         p.alloc,
         mode_name(p.mode),
         p.threads,
@@ -895,7 +966,8 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         r.wall_s,
         r.rss_start,
         r.peak_rss,
-        r.rss_after
+        r.rss_after,
+        r.rss_idle
     );
     Ok(())
 }
@@ -907,33 +979,116 @@ struct Set {
     name: &'static str,
     title: &'static str,
     args: Vec<String>,
+    /// Thread counts it runs at unless `--threads` says otherwise (producers, for the
+    /// hand-off sets).
+    threads: &'static [usize],
+    /// A hand-off set: reported by time and three RSS figures.
+    handoff: bool,
 }
+
+/// The classic sets' thread counts.
+const CLASSIC_THREADS: &[usize] = &[1, 2, 8];
+/// The hand-off sets' producer counts (one consumer each): 1:1 and 4:1.
+const HANDOFF_PRODUCERS: &[usize] = &[1, 4];
 
 fn standard_sets(scale: f64) -> Vec<Set> {
     let loops = |n: f64| ((n * scale).round() as usize).max(1).to_string();
     let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let classic = |name, title, args: Vec<String>| Set {
+        name,
+        title,
+        args,
+        threads: CLASSIC_THREADS,
+        handoff: false,
+    };
+    let handoff = |name, title, mix: &str, blocks: f64, batch: &str| Set {
+        name,
+        title,
+        args: [
+            v(&[
+                "--mode", "handoff", "--mix", mix, "--batch", batch, "--queue", "4",
+            ]),
+            vec!["--blocks".into(), loops(blocks)],
+        ]
+        .concat(),
+        threads: HANDOFF_PRODUCERS,
+        handoff: true,
+    };
     vec![
-        Set {
-            name: "std1",
-            title: "random 16–1000 B, even, cross-thread every 2nd loop (rpmalloc-benchmark `<t> 0 0 2 20000 50000 5000 16 1000`)",
-            args: [v(&["--mode", "random", "--dist", "even", "--min", "16", "--max", "1000", "--cross-rate", "2", "--allocs", "50000", "--op-count", "5000", "--loops"]), vec![loops(150.0)]].concat(),
-        },
-        Set {
-            name: "std2",
-            title: "random 16–8000 B, linear falloff, cross-thread every 2nd loop (rpmalloc-benchmark `<t> 0 1 2 20000 50000 5000 16 8000`)",
-            args: [v(&["--mode", "random", "--dist", "linear", "--min", "16", "--max", "8000", "--cross-rate", "2", "--allocs", "50000", "--op-count", "5000", "--loops"]), vec![loops(80.0)]].concat(),
-        },
-        Set {
-            name: "larson",
-            title: "4 rounds of threads, each taking over the previous round's 20000 blocks (16–1000 B, even)",
-            args: [v(&["--mode", "larson", "--dist", "even", "--min", "16", "--max", "1000", "--allocs", "20000", "--op-count", "5000", "--rounds", "4", "--loops"]), vec![loops(20.0)]].concat(),
-        },
-        Set {
-            name: "realloc",
-            title: "2000 vectors per thread growing by 16–4000 B steps up to 32000 B, then freed",
-            args: [v(&["--mode", "realloc", "--dist", "even", "--min", "16", "--max", "4000", "--allocs", "2000", "--op-count", "2000", "--cross-rate", "0", "--loops"]), vec![loops(20.0)]].concat(),
-        },
+        classic(
+            "std1",
+            "random 16–1000 B, even, cross-thread every 2nd loop (rpmalloc-benchmark `<t> 0 0 2 20000 50000 5000 16 1000`)",
+            [v(&["--mode", "random", "--dist", "even", "--min", "16", "--max", "1000", "--cross-rate", "2", "--allocs", "50000", "--op-count", "5000", "--loops"]), vec![loops(150.0)]].concat(),
+        ),
+        classic(
+            "std2",
+            "random 16–8000 B, linear falloff, cross-thread every 2nd loop (rpmalloc-benchmark `<t> 0 1 2 20000 50000 5000 16 8000`)",
+            [v(&["--mode", "random", "--dist", "linear", "--min", "16", "--max", "8000", "--cross-rate", "2", "--allocs", "50000", "--op-count", "5000", "--loops"]), vec![loops(80.0)]].concat(),
+        ),
+        classic(
+            "larson",
+            "4 rounds of threads, each taking over the previous round's 20000 blocks (16–1000 B, even)",
+            [v(&["--mode", "larson", "--dist", "even", "--min", "16", "--max", "1000", "--allocs", "20000", "--op-count", "5000", "--rounds", "4", "--loops"]), vec![loops(20.0)]].concat(),
+        ),
+        classic(
+            "realloc",
+            "2000 vectors per thread growing by 16–4000 B steps up to 32000 B, then freed",
+            [v(&["--mode", "realloc", "--dist", "even", "--min", "16", "--max", "4000", "--allocs", "2000", "--op-count", "2000", "--cross-rate", "0", "--loops"]), vec![loops(20.0)]].concat(),
+        ),
+        handoff(
+            "handoff-small",
+            "producers → one consumer, 1 B–1 KiB blocks in batches of 200",
+            "small",
+            10_000_000.0,
+            "200",
+        ),
+        handoff(
+            "handoff-medium",
+            "producers → one consumer, 1–64 KiB blocks in batches of 200",
+            "medium",
+            1_000_000.0,
+            "200",
+        ),
+        handoff(
+            "handoff-large",
+            "producers → one consumer, 64 KiB–3 MiB blocks in batches of 16",
+            "large",
+            20_000.0,
+            "16",
+        ),
+        handoff(
+            "handoff-mixed",
+            "producers → one consumer, 85 % 1 B–1 KiB, 13 % 1–64 KiB, 2 % 64 KiB–3 MiB, batches of 200",
+            "mixed",
+            400_000.0,
+            "200",
+        ),
     ]
+}
+
+/// Set names `all --sets` accepts besides single sets.
+fn expand_set_group(name: &str) -> Vec<String> {
+    let group: &[&str] = match name {
+        "classic" => &["std1", "std2", "larson", "realloc"],
+        "handoff" => &[
+            "handoff-small",
+            "handoff-medium",
+            "handoff-large",
+            "handoff-mixed",
+        ],
+        other => return vec![other.to_string()],
+    };
+    group.iter().map(|s| s.to_string()).collect()
+}
+
+/// Ratios of one peer's figures to a reference peer's (see `Row::to_c`).
+#[derive(Clone, Copy, Default)]
+struct Ratios {
+    ops_cpu: f64,
+    ops_wall: f64,
+    peak: f64,
+    after: f64,
+    idle: f64,
 }
 
 #[derive(Clone)]
@@ -943,17 +1098,30 @@ struct Row {
     threads: usize,
     ops_cpu: f64,
     ops_wall: f64,
+    wall_s: f64,
     peak: u64,
     after: u64,
+    idle: u64,
     start: u64,
-    /// Ratios to the baseline, each the median over repetitions of this peer's figure over
-    /// the baseline's figure from the same repetition (run next to it, so a slow or fast
-    /// spell of the machine cancels out): ops/CPU-s, ops/s, peak RSS.
-    ratios: Option<[f64; 3]>,
+    /// Ratios to the baseline (C rpmalloc), each the median over repetitions of this peer's
+    /// figure over the baseline's figure from the same repetition (run next to it, so a
+    /// slow or fast spell of the machine cancels out).
+    to_c: Option<Ratios>,
+    /// The same against jemalloc, the memory reference.
+    to_jemalloc: Option<Ratios>,
 }
 
-/// One `run`'s RESULT: ops, cpu_s, wall_s, rss_start, peak_rss, rss_after.
-type Sample = (u64, f64, f64, u64, u64, u64);
+/// One `run`'s RESULT line.
+#[derive(Clone, Copy)]
+struct Sample {
+    ops: u64,
+    cpu_s: f64,
+    wall_s: f64,
+    rss_start: u64,
+    peak_rss: u64,
+    rss_after: u64,
+    rss_idle: u64,
+}
 
 fn parse_result(line: &str) -> Option<Sample> {
     let rest = line.strip_prefix("RESULT ")?;
@@ -961,14 +1129,15 @@ fn parse_result(line: &str) -> Option<Sample> {
         rest.split_whitespace()
             .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
     };
-    Some((
-        get("ops")?.parse().ok()?,
-        get("cpu_s")?.parse().ok()?,
-        get("wall_s")?.parse().ok()?,
-        get("rss_start")?.parse().ok()?,
-        get("peak_rss")?.parse().ok()?,
-        get("rss_after")?.parse().ok()?,
-    ))
+    Some(Sample {
+        ops: get("ops")?.parse().ok()?,
+        cpu_s: get("cpu_s")?.parse().ok()?,
+        wall_s: get("wall_s")?.parse().ok()?,
+        rss_start: get("rss_start")?.parse().ok()?,
+        peak_rss: get("peak_rss")?.parse().ok()?,
+        rss_after: get("rss_after")?.parse().ok()?,
+        rss_idle: get("rss_idle")?.parse().ok()?,
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -976,16 +1145,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The memory reference peer.
+const MEMORY_REFERENCE: &str = "jemalloc";
+
 fn cmd_all(args: &[String]) -> Result<(), String> {
-    let mut threads = vec![1usize, 2, 8];
+    let mut threads_override: Option<Vec<usize>> = None;
     let mut peers: Vec<String> = PEERS.iter().map(|s| s.to_string()).collect();
     let mut scale = 1.0f64;
-    let mut set_names: Vec<String> = vec![
-        "std1".into(),
-        "std2".into(),
-        "larson".into(),
-        "realloc".into(),
-    ];
+    let mut set_names: Vec<String> = expand_set_group("classic")
+        .into_iter()
+        .chain(expand_set_group("handoff"))
+        .collect();
     let mut docs = default_docs_dir();
     let mut repeat = 5usize;
     let mut extra: Vec<String> = Vec::new();
@@ -998,13 +1168,15 @@ fn cmd_all(args: &[String]) -> Result<(), String> {
         };
         match flag.as_str() {
             "--threads" => {
-                threads = val()?
-                    .split(',')
-                    .map(|s| num("--threads", s))
-                    .collect::<Result<_, _>>()?
+                threads_override = Some(
+                    val()?
+                        .split(',')
+                        .map(|s| num("--threads", s))
+                        .collect::<Result<_, _>>()?,
+                )
             }
             "--peers" => peers = val()?.split(',').map(str::to_string).collect(),
-            "--sets" => set_names = val()?.split(',').map(str::to_string).collect(),
+            "--sets" => set_names = val()?.split(',').flat_map(expand_set_group).collect(),
             "--scale" => scale = val()?.parse().map_err(|_| "--scale: not a number")?,
             "--repeat" => repeat = num(flag, &val()?)?.max(1),
             "--docs" => docs = Some(std::path::PathBuf::from(val()?)),
@@ -1021,7 +1193,13 @@ fn cmd_all(args: &[String]) -> Result<(), String> {
             return Err(format!("unknown peer {peer:?}"));
         }
     }
-    let all_sets = standard_sets(scale);
+    let mut all_sets = standard_sets(scale);
+    if let Some(t) = &threads_override {
+        let t: &'static [usize] = Vec::leak(t.clone());
+        for set in &mut all_sets {
+            set.threads = t;
+        }
+    }
     let sets: Vec<&Set> = set_names
         .iter()
         .map(|n| {
@@ -1034,11 +1212,14 @@ fn cmd_all(args: &[String]) -> Result<(), String> {
 
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let total = sets.len() * threads.len() * peers.len() * repeat;
+    let total: usize = sets
+        .iter()
+        .map(|s| s.threads.len() * peers.len() * repeat)
+        .sum();
     let mut n = 0;
     let mut rows = Vec::new();
     for set in &sets {
-        for &t in &threads {
+        for &t in set.threads {
             // Peers interleaved within each repetition, so a change in background load
             // hits them all alike; the median of the repetitions is reported. The order
             // rotates with each repetition: a run can be slowed by what the run before it
@@ -1076,63 +1257,96 @@ fn cmd_all(args: &[String]) -> Result<(), String> {
                     samples_all[pi].push(r);
                 }
             }
-            let base = peers.iter().position(|p| p == BASELINE);
+            let reference = |name: &str| peers.iter().position(|p| p == name);
             for (pi, peer) in peers.iter().enumerate() {
                 let samples = &samples_all[pi];
                 let med = |f: &dyn Fn(&Sample) -> f64| median(samples.iter().map(f).collect());
                 let paired = |b: &[Sample], f: &dyn Fn(&Sample) -> f64| {
                     median(samples.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect())
                 };
-                let ratios = base.map(|b| {
+                let ratios = |b: usize| {
                     let b = &samples_all[b];
-                    [
-                        paired(b, &|r| r.0 as f64 / r.1),
-                        paired(b, &|r| r.0 as f64 / r.2),
-                        paired(b, &|r| r.4 as f64),
-                    ]
-                });
+                    Ratios {
+                        ops_cpu: paired(b, &|r| r.ops as f64 / r.cpu_s),
+                        ops_wall: paired(b, &|r| r.ops as f64 / r.wall_s),
+                        peak: paired(b, &|r| r.peak_rss as f64),
+                        after: paired(b, &|r| r.rss_after as f64),
+                        idle: paired(b, &|r| r.rss_idle.max(1) as f64),
+                    }
+                };
                 rows.push(Row {
                     set: set.name.into(),
                     peer: peer.clone(),
                     threads: t,
-                    ops_cpu: med(&|r| r.0 as f64 / r.1),
-                    ops_wall: med(&|r| r.0 as f64 / r.2),
-                    peak: med(&|r| r.4 as f64) as u64,
-                    after: med(&|r| r.5 as f64) as u64,
-                    start: med(&|r| r.3 as f64) as u64,
-                    ratios,
+                    ops_cpu: med(&|r| r.ops as f64 / r.cpu_s),
+                    ops_wall: med(&|r| r.ops as f64 / r.wall_s),
+                    wall_s: med(&|r| r.wall_s),
+                    peak: med(&|r| r.peak_rss as f64) as u64,
+                    after: med(&|r| r.rss_after as f64) as u64,
+                    idle: med(&|r| r.rss_idle as f64) as u64,
+                    start: med(&|r| r.rss_start as f64) as u64,
+                    to_c: reference(BASELINE).map(ratios),
+                    to_jemalloc: reference(MEMORY_REFERENCE).map(ratios),
                 });
             }
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let md = report(
-        &rows, &sets, &threads, &peers, scale, repeat, elapsed, &extra,
-    );
-    println!("{md}");
+    // The classic sets and the hand-off sets each have their own page.
+    let mut pages = Vec::new();
+    for (handoff, name) in [
+        (false, "benchmarks-throughput.md"),
+        (true, "benchmarks-handoff.md"),
+    ] {
+        let part: Vec<&Set> = sets
+            .iter()
+            .copied()
+            .filter(|s| s.handoff == handoff)
+            .collect();
+        if !part.is_empty() {
+            let md = report(&rows, &part, &peers, scale, repeat, elapsed, &extra);
+            println!("{md}");
+            pages.push((name, md));
+        }
+    }
     if let Some(dir) = docs {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let path = dir.join("benchmarks-throughput.md");
-        std::fs::write(&path, &md).map_err(|e| e.to_string())?;
-        eprintln!("wrote {}", path.display());
+        for (name, md) in &pages {
+            let path = dir.join(name);
+            std::fs::write(&path, md).map_err(|e| e.to_string())?;
+            eprintln!("wrote {}", path.display());
+        }
         for set in &sets {
-            let ops = svg_chart(
-                &format!("{}: memory ops per CPU second (millions)", set.name),
-                &rows,
-                set.name,
-                &threads,
-                &peers,
-                |r| r.ops_cpu / 1e6,
-            );
+            let (speed_title, speed): (String, &dyn Fn(&Row) -> f64) = if set.handoff {
+                (format!("{}: time (s)", set.name), &|r| r.wall_s)
+            } else {
+                (
+                    format!("{}: memory ops per CPU second (millions)", set.name),
+                    &|r| r.ops_cpu / 1e6,
+                )
+            };
+            let ops = svg_chart(&speed_title, &rows, set, &peers, speed);
             let mem = svg_chart(
                 &format!("{}: peak RSS (MiB)", set.name),
                 &rows,
-                set.name,
-                &threads,
+                set,
                 &peers,
-                |r| r.peak as f64 / (1024.0 * 1024.0),
+                |r| mib(r.peak),
             );
-            for (kind, svg) in [("ops", ops), ("rss", mem)] {
+            let mut charts = vec![("ops", ops), ("rss", mem)];
+            if set.handoff {
+                charts.push((
+                    "idle",
+                    svg_chart(
+                        &format!("{}: RSS after frees and idle (MiB)", set.name),
+                        &rows,
+                        set,
+                        &peers,
+                        |r| mib(r.idle),
+                    ),
+                ));
+            }
+            for (kind, svg) in charts {
                 let path = dir.join(format!("benchmarks-{}-{kind}.svg", set.name));
                 std::fs::write(&path, svg).map_err(|e| e.to_string())?;
                 eprintln!("wrote {}", path.display());
@@ -1154,11 +1368,9 @@ fn default_docs_dir() -> Option<std::path::PathBuf> {
     Some(cwd.join("docs"))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn report(
     rows: &[Row],
     sets: &[&Set],
-    threads: &[usize],
     peers: &[String],
     scale: f64,
     repeat: usize,
@@ -1169,15 +1381,22 @@ fn report(
         rows.iter()
             .find(|r| r.set == set && r.peer == peer && r.threads == t)
     };
-    // The paired ratio `k` of the row (see `Row::ratios`).
-    let ratio = |r: &Row, k: usize| match r.ratios {
-        Some(q) if r.peer != BASELINE => format!(" ({:.2}×)", q[k]),
-        _ => String::new(),
+    // A paired ratio of the row (see `Row::to_c`), or nothing for the reference itself.
+    let ratio = |r: &Row, reference: &str, k: fn(&Ratios) -> f64| {
+        let q = if reference == BASELINE {
+            r.to_c
+        } else {
+            r.to_jemalloc
+        };
+        match q {
+            Some(q) if r.peer != reference => format!(" ({:.2}×)", k(&q)),
+            _ => String::new(),
+        }
     };
     // One cell per thread count for `peer`, formatted by `cell`, or a dash if not run.
-    let cells = |s: &mut String, set: &str, peer: &str, cell: &dyn Fn(&Row) -> String| {
-        for &t in threads {
-            match find(set, peer, t) {
+    let cells = |s: &mut String, set: &Set, peer: &str, cell: &dyn Fn(&Row) -> String| {
+        for &t in set.threads {
+            match find(set.name, peer, t) {
                 Some(r) => {
                     let _ = write!(s, " {} |", cell(r));
                 }
@@ -1185,12 +1404,39 @@ fn report(
             }
         }
     };
+    let header = |s: &mut String, set: &Set, columns: &[&str]| {
+        let _ = write!(s, "| peer |");
+        for c in columns {
+            for t in set.threads {
+                if set.handoff {
+                    let _ = write!(s, " {c}, {t}:1 |");
+                } else {
+                    let _ = write!(s, " {c}, {t} thr |");
+                }
+            }
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "|---|{}",
+            "---:|".repeat(set.threads.len() * columns.len())
+        );
+    };
     let mut s = String::new();
-    let _ = writeln!(s, "# Throughput and memory (rpbench)\n");
+    let handoff_only = sets.iter().all(|set| set.handoff);
     let _ = writeln!(
         s,
-        "Generated by `rpbench all` (benches/src/bin/rpbench.rs) on a {}-CPU machine in {:.0} s; \
-         loop counts scaled by {scale} from the defaults{}. Each figure is {} run(s) of a \
+        "# {} (rpbench)\n",
+        if handoff_only {
+            "Hand-off: time and memory"
+        } else {
+            "Throughput and memory"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "Generated by `rpbench all` (benches/src/bin/rpbench/) on a {}-CPU machine in {:.0} s; \
+         loop and block counts scaled by {scale} from the defaults{}. Each figure is {} run(s) of a \
          separate process per peer and thread count{}.\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -1204,16 +1450,35 @@ fn report(
         repeat,
         if repeat > 1 { " (median)" } else { "" }
     );
+    if sets.iter().any(|set| !set.handoff) {
+        let _ = writeln!(
+            s,
+            "*Ops/CPU-s*: memory operations (allocations, frees, reallocs) per second of worker-thread \
+             CPU time, summed over threads, as rpmalloc-benchmark reports. *Ops/s*: the same per \
+             wall-clock second of the whole run. *Peak RSS*: the process's `VmHWM`; *after*: its \
+             `VmRSS` once every block is freed and every worker thread has exited."
+        );
+    }
+    if sets.iter().any(|set| set.handoff) {
+        let _ = writeln!(
+            s,
+            "*Hand-off* (`--mode handoff`): N producer threads allocate blocks, write a byte per \
+             page and send them in batches over one bounded channel to a consumer thread, which \
+             frees them (`N:1`). *Time*: wall-clock seconds from the first allocation to the \
+             last free. *Peak RSS*: `VmHWM`. *After frees*: `VmRSS` right after the last free, \
+             every worker thread still alive and idle. *After idle*: `VmRSS` after 2 s more of \
+             light activity on another thread (32 small blocks allocated and freed every \
+             10 ms), the workers still idle. Memory ratios are given to C rpmalloc and, after \
+             the slash, to jemalloc."
+        );
+    }
     let _ = writeln!(
         s,
-        "*Ops/CPU-s*: memory operations (allocations, frees, reallocs) per second of worker-thread \
-         CPU time, summed over threads, as rpmalloc-benchmark reports. *Ops/s*: the same per \
-         wall-clock second of the whole run. *Peak RSS*: the process's `VmHWM`; *after*: its \
-         `VmRSS` once every block is freed and every worker thread has exited. A process \
-         without any benchmark blocks has an RSS of about {:.1} MiB. Ratios are to C rpmalloc \
-         1.4 (`rpmalloc-sys`): the median over the repetitions of the peer's figure over C's \
+        "A process without any benchmark blocks has an RSS of about {:.1} MiB. Ratios are to C rpmalloc \
+         1.4 (`rpmalloc-sys`) unless marked: the median over the repetitions of the peer's figure over the reference's \
          from the same repetition (peers run interleaved, in an order that rotates with each \
-         repetition, so a slow or fast spell of the machine mostly cancels out); for ops above 1 is faster, for memory below 1 is smaller. \
+         repetition, so a slow or fast spell of the machine mostly cancels out); for ops above 1 is faster, \
+         for time and memory below 1 is smaller. \
          Timings on a small shared machine vary from run to run (use `--repeat`); the \
          instruction counts in `benchmarks-iai.md` are the steadier signal.\n",
         mib(rows.iter().map(|r| r.start).min().unwrap_or(0))
@@ -1221,41 +1486,82 @@ fn report(
     for set in sets {
         let _ = writeln!(s, "## {}: {}\n", set.name, set.title);
         let _ = writeln!(s, "`rpbench run {}`\n", set.args.join(" "));
-        let _ = write!(s, "| peer |");
-        for t in threads {
-            let _ = write!(s, " ops/CPU-s, {t} thr |");
+        if set.handoff {
+            header(&mut s, set, &["time s", "peak RSS MiB"]);
+            for peer in peers {
+                let _ = write!(s, "| {peer} |");
+                cells(&mut s, set, peer, &|r| {
+                    // Time ratio: the inverse of the paired ops/s ratio.
+                    let q = match r.to_c {
+                        Some(q) if r.peer != BASELINE => format!(" ({:.2}×)", 1.0 / q.ops_wall),
+                        _ => String::new(),
+                    };
+                    format!("{:.2}{q}", r.wall_s)
+                });
+                cells(&mut s, set, peer, &|r| {
+                    format!(
+                        "{:.1}{}{}",
+                        mib(r.peak),
+                        ratio(r, BASELINE, |q| q.peak),
+                        ratio(r, MEMORY_REFERENCE, |q| q.peak).replace(" (", " / ")
+                    )
+                });
+                let _ = writeln!(s);
+            }
+            let _ = writeln!(s);
+            header(&mut s, set, &["RSS after frees MiB", "RSS after idle MiB"]);
+            for peer in peers {
+                let _ = write!(s, "| {peer} |");
+                cells(&mut s, set, peer, &|r| {
+                    format!(
+                        "{:.1}{}",
+                        mib(r.after),
+                        ratio(r, MEMORY_REFERENCE, |q| q.after).replace(" (", " / ")
+                    )
+                });
+                cells(&mut s, set, peer, &|r| {
+                    format!(
+                        "{:.1}{}",
+                        mib(r.idle),
+                        ratio(r, MEMORY_REFERENCE, |q| q.idle).replace(" (", " / ")
+                    )
+                });
+                let _ = writeln!(s);
+            }
+            let _ = writeln!(
+                s,
+                "\n![{0} time](benchmarks-{0}-ops.svg) ![{0} peak RSS](benchmarks-{0}-rss.svg) ![{0} RSS after idle](benchmarks-{0}-idle.svg)\n",
+                set.name
+            );
+            continue;
         }
-        for t in threads {
-            let _ = write!(s, " ops/s, {t} thr |");
-        }
-        let _ = writeln!(s);
-        let _ = writeln!(s, "|---|{}", "---:|".repeat(threads.len() * 2));
+        header(&mut s, set, &["ops/CPU-s", "ops/s"]);
         for peer in peers {
             let _ = write!(s, "| {peer} |");
-            cells(&mut s, set.name, peer, &|r| {
-                format!("{:.2} M{}", r.ops_cpu / 1e6, ratio(r, 0))
+            cells(&mut s, set, peer, &|r| {
+                format!(
+                    "{:.2} M{}",
+                    r.ops_cpu / 1e6,
+                    ratio(r, BASELINE, |q| q.ops_cpu)
+                )
             });
-            cells(&mut s, set.name, peer, &|r| {
-                format!("{:.2} M{}", r.ops_wall / 1e6, ratio(r, 1))
+            cells(&mut s, set, peer, &|r| {
+                format!(
+                    "{:.2} M{}",
+                    r.ops_wall / 1e6,
+                    ratio(r, BASELINE, |q| q.ops_wall)
+                )
             });
             let _ = writeln!(s);
         }
         let _ = writeln!(s);
-        let _ = write!(s, "| peer |");
-        for t in threads {
-            let _ = write!(s, " peak RSS MiB, {t} thr |");
-        }
-        for t in threads {
-            let _ = write!(s, " RSS after, {t} thr |");
-        }
-        let _ = writeln!(s);
-        let _ = writeln!(s, "|---|{}", "---:|".repeat(threads.len() * 2));
+        header(&mut s, set, &["peak RSS MiB", "RSS after"]);
         for peer in peers {
             let _ = write!(s, "| {peer} |");
-            cells(&mut s, set.name, peer, &|r| {
-                format!("{:.1}{}", mib(r.peak), ratio(r, 2))
+            cells(&mut s, set, peer, &|r| {
+                format!("{:.1}{}", mib(r.peak), ratio(r, BASELINE, |q| q.peak))
             });
-            cells(&mut s, set.name, peer, &|r| format!("{:.1}", mib(r.after)));
+            cells(&mut s, set, peer, &|r| format!("{:.1}", mib(r.after)));
             let _ = writeln!(s);
         }
         let _ = writeln!(
@@ -1281,11 +1587,11 @@ fn xml_escape(s: &str) -> String {
 fn svg_chart(
     title: &str,
     rows: &[Row],
-    set: &str,
-    threads: &[usize],
+    set: &Set,
     peers: &[String],
     value: impl Fn(&Row) -> f64,
 ) -> String {
+    let threads = set.threads;
     let (w, h) = (760.0f64, 420.0f64);
     let (left, right, top, bottom) = (70.0, 150.0, 40.0, 50.0);
     let pw = w - left - right;
@@ -1297,7 +1603,7 @@ fn svg_chart(
                 .iter()
                 .map(|p| {
                     rows.iter()
-                        .find(|r| r.set == set && &r.peer == p && r.threads == t)
+                        .find(|r| r.set == set.name && &r.peer == p && r.threads == t)
                         .map(&value)
                 })
                 .collect()
@@ -1366,12 +1672,16 @@ fn svg_chart(
                 );
             }
         }
+        let label = if set.handoff {
+            format!("{t}:1")
+        } else {
+            format!("{t} thread{}", if t == 1 { "" } else { "s" })
+        };
         let _ = writeln!(
             s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{t} thread{}</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
             gx + gw * 0.4,
             top + ph + 18.0,
-            if t == 1 { "" } else { "s" }
         );
     }
     // Legend.
@@ -1420,18 +1730,22 @@ fn fmt_tick(v: f64, step: f64) -> String {
 
 const USAGE: &str = "\
 usage:
-  rpbench run [--alloc NAME] [--mode random|larson|realloc] [--threads N] [--loops N]
-              [--allocs N] [--op-count N] [--min BYTES] [--max BYTES]
+  rpbench run [--alloc NAME] [--mode random|larson|realloc|handoff] [--threads N]
+              [--loops N] [--allocs N] [--op-count N] [--min BYTES] [--max BYTES]
               [--dist even|linear|exp] [--cross-rate N] [--passes N] [--rounds N]
               [--seed N] [--quiet] [--phase-rss] [--span-pages]
-  rpbench all [--threads 1,2,8] [--peers a,b,...] [--sets std1,std2,larson,realloc]
+              handoff only (--threads = producers): [--mix small|medium|large|mixed]
+              [--blocks N] [--batch N] [--queue N] [--idle-ms N]
+  rpbench all [--threads 1,2,8] [--peers a,b,...] [--sets classic,handoff,std1,...]
               [--scale F] [--repeat N] [--docs DIR | --no-docs] [run options...]
 allocators: ours, ours-nocache, crpmalloc, mimalloc, jemalloc, system
+sets: std1 std2 larson realloc (group `classic`, at 1, 2, 8 threads), handoff-small
+handoff-medium handoff-large handoff-mixed (group `handoff`, at 1 and 4 producers)
 `run` prints a RESULT line on stdout (with `--phase-rss`, also each pass's and round's own
 peak RSS on stderr; with `--span-pages`, resident pages per 64 KiB span at each pass's end);
-`all` runs each configuration in its own process,
-prints a report and writes DIR/benchmarks-throughput.md and DIR/benchmarks-<set>-{ops,rss}.svg
-(DIR defaults to <repo>/docs).";
+`all` runs each configuration in its own process, prints a report and writes
+DIR/benchmarks-throughput.md (classic sets), DIR/benchmarks-handoff.md (hand-off sets) and
+DIR/benchmarks-<set>-{ops,rss,idle}.svg (DIR defaults to <repo>/docs).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
