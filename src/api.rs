@@ -12,8 +12,9 @@ use crate::os;
 use crate::params::Params;
 use crate::size_class::{REALLOC_GRANULARITY, SMALL_SIZE_LIMIT};
 use crate::span::{Block, Kind, Span, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
-use crate::stats::Statistics;
-use crate::thread::{init_thread, ThreadState, DEAD, LIVE};
+use crate::stats::{HeapCounters, Statistics, Writer};
+use crate::thread::init_thread;
+use crate::thread_state::{ThreadState, DEAD, LIVE};
 use core::alloc::Layout;
 use core::ptr;
 use core::sync::atomic::{fence, Ordering};
@@ -25,12 +26,87 @@ fn thread_state<C: Config>() -> &'static ThreadState {
     unsafe { &*C::thread_state() }
 }
 
+/// Counts an allocator event of the calling thread (a large or huge block, or a block of
+/// another thread's), reading the clock for decay every `TICKS_PER_CLOCK_READ` events.
+#[inline]
+fn tick<C: Config>() {
+    if thread_state::<C>().tick() {
+        C::global().clock_tick();
+    }
+}
+
+/// Runs `update` on the calling thread's statistics counters: its heap's, or the shared
+/// ones of threads without a heap.
+#[inline]
+fn with_counters<C: Config>(update: impl FnOnce(&HeapCounters, Writer)) {
+    let state = thread_state::<C>();
+    if state.status.get() == LIVE {
+        // SAFETY: a live slot holds this thread's heap; only its counters are read.
+        update(
+            unsafe { Heap::<C>::from_bins(state.heap.get()) }.counters(),
+            Writer::Owner,
+        );
+    } else {
+        update(&C::global().stats.heapless, Writer::Shared);
+    }
+}
+
+/// The size class of the live block at `ptr` (allocated with `layout`), if it has one.
+///
+/// # Safety
+/// `ptr` is a live block of configuration `C` allocated with `layout`.
+#[inline]
+unsafe fn class_of_block<C: Config>(ptr: *mut u8, layout: Layout) -> Option<usize> {
+    if layout.align() >= C::SPAN_SIZE {
+        return None;
+    }
+    let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
+    // SAFETY: per the contract the block's span header is valid.
+    unsafe { ((*span).kind == Kind::Small).then(|| (*span).class as usize) }
+}
+
+/// Counts a block handed out (statistics on).
+#[inline(never)]
+fn count_alloc<C: Config>(ptr: *mut u8, layout: Layout) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: `ptr` was just allocated with `layout`.
+    let class = unsafe { class_of_block::<C>(ptr, layout) };
+    with_counters::<C>(|c, w| c.allocated(layout.size(), class, w));
+}
+
+/// Counts a block about to be freed (statistics on).
+///
+/// # Safety
+/// `ptr` is a live block of configuration `C` allocated with `layout`.
+#[inline(never)]
+unsafe fn count_free<C: Config>(ptr: *mut u8, layout: Layout) {
+    // SAFETY: per the contract.
+    let class = unsafe { class_of_block::<C>(ptr, layout) };
+    with_counters::<C>(|c, w| c.freed(layout.size(), class, w));
+}
+
 /// `GlobalAlloc::alloc` for configuration `C`.
 ///
 /// # Safety
 /// As `GlobalAlloc::alloc`.
 #[inline(always)]
 pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    let p = unsafe { alloc_uncounted::<C>(layout) };
+    if C::ENABLE_STATISTICS {
+        count_alloc::<C>(p, layout);
+    }
+    p
+}
+
+/// `alloc` without the statistics.
+///
+/// # Safety
+/// As `GlobalAlloc::alloc`.
+#[inline(always)]
+unsafe fn alloc_uncounted<C: Config>(layout: Layout) -> *mut u8 {
     let size = layout.size();
     if size <= C::MEDIUM_LIMIT && layout.align() <= C::NATURAL_ALIGN {
         let bins = thread_state::<C>().heap.get();
@@ -50,11 +126,15 @@ pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
             // (every carved block is then out), without the slow path's call. A loop that
             // frees each block right after allocating it comes here once per list length.
             // Not while notices wait: only the slow path takes them, and a thread that
-            // never left this branch would never get its full spans back.
+            // never left this branch would never get its full spans back. Nor when the
+            // thread's tick count says the clock is due (decay sweeps, see `global.rs`).
             let span = (*bin).span;
             if !span.is_null() {
                 let list = (*span).free_list;
-                if !list.is_null() && Heap::<C>::from_bins(bins).notices.is_empty_relaxed() {
+                if !list.is_null()
+                    && Heap::<C>::from_bins(bins).notices.is_empty_relaxed()
+                    && thread_state::<C>().quiet_tick()
+                {
                     (*span).free_list = ptr::null_mut();
                     (*span).used = (*span).limit;
                     (*bin).free = (*list).next;
@@ -68,7 +148,7 @@ pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
         }
     }
     // SAFETY: forwarded contract.
-    unsafe { alloc_slow::<C>(layout, false) }
+    unsafe { alloc_slow::<C>(layout, false, false) }
 }
 
 /// `GlobalAlloc::alloc_zeroed` for configuration `C`: memory fresh from the OS is not
@@ -89,14 +169,19 @@ pub unsafe fn alloc_zeroed<C: Config>(layout: Layout) -> *mut u8 {
         return p;
     }
     // SAFETY: forwarded contract.
-    unsafe { alloc_slow::<C>(layout, true) }
+    let p = unsafe { alloc_slow::<C>(layout, true, false) };
+    if C::ENABLE_STATISTICS {
+        count_alloc::<C>(p, layout);
+    }
+    p
 }
 
 /// Everything the inline path does not serve: thread setup, refills, large, huge and
-/// aligned blocks, allocation after thread exit.
+/// aligned blocks, allocation after thread exit. `zero`: the block must read as zero;
+/// `grow`: it is the new home of a block growing by `realloc`.
 #[cold]
 #[inline(never)]
-unsafe fn alloc_slow<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
+unsafe fn alloc_slow<C: Config>(layout: Layout, zero: bool, grow: bool) -> *mut u8 {
     #[allow(clippy::let_unit_value)]
     let () = C::VALID;
     let state = thread_state::<C>();
@@ -105,7 +190,7 @@ unsafe fn alloc_slow<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
             LIVE => {
                 // SAFETY: a live slot holds this thread's heap.
                 let heap = unsafe { Heap::<C>::from_bins(state.heap.get()) };
-                return alloc_from::<C>(heap, layout, zero);
+                return alloc_from::<C>(heap, layout, zero, grow);
             }
             DEAD => return alloc_after_exit::<C>(layout, zero),
             _ => {
@@ -118,14 +203,16 @@ unsafe fn alloc_slow<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
     }
 }
 
-/// Allocates from `heap`, zeroing unless the memory is fresh from the OS when `zero`.
-fn alloc_from<C: Config>(heap: &mut Heap<C>, layout: Layout, zero: bool) -> *mut u8 {
+/// Allocates from `heap`, zeroing unless the memory is fresh from the OS when `zero`; a
+/// large block that `grow`s by `realloc` comes from the reserve when it can.
+fn alloc_from<C: Config>(heap: &mut Heap<C>, layout: Layout, zero: bool, grow: bool) -> *mut u8 {
     let size = layout.size();
     let align = layout.align();
     if align <= C::NATURAL_ALIGN && size <= C::MEDIUM_LIMIT {
         return zeroed(heap.alloc_small(C::CLASSES.class_of(size)), size, zero);
     }
     if align >= C::SPAN_SIZE {
+        tick::<C>();
         return huge::alloc::<C>(size, align);
     }
     if align > C::NATURAL_ALIGN {
@@ -134,9 +221,10 @@ fn alloc_from<C: Config>(heap: &mut Heap<C>, layout: Layout, zero: bool) -> *mut
         }
     }
     if Heap::<C>::large_span_count(size, align) <= LARGE_CLASS_COUNT {
-        let (p, fresh) = heap.alloc_large(size, align);
+        let (p, fresh) = heap.alloc_large(size, align, grow);
         return zeroed(p, size, zero && !fresh);
     }
+    tick::<C>();
     huge::alloc::<C>(size, align)
 }
 
@@ -207,7 +295,7 @@ fn alloc_after_exit<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
     }
     // SAFETY: orphaned heaps are used only under the orphan lock, which we hold.
     let heap = unsafe { &mut *heap };
-    let block = alloc_from::<C>(heap, layout, zero);
+    let block = alloc_from::<C>(heap, layout, zero, false);
     // Its active spans go back to being watched, so the (remote) frees of these blocks
     // return them without an adopter.
     heap.retire_bins();
@@ -220,6 +308,10 @@ fn alloc_after_exit<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
 /// As `GlobalAlloc::dealloc`.
 #[inline(always)]
 pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
+    if C::ENABLE_STATISTICS {
+        // SAFETY: forwarded contract.
+        unsafe { count_free::<C>(ptr, layout) };
+    }
     let bins = thread_state::<C>().heap.get();
     if layout.align() < C::SPAN_SIZE {
         let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
@@ -251,6 +343,7 @@ pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
 #[inline(never)]
 unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins) {
     if layout.align() >= C::SPAN_SIZE {
+        tick::<C>();
         // SAFETY: such blocks are always huge.
         return unsafe { huge::free::<C>(ptr, layout.align()) };
     }
@@ -267,13 +360,27 @@ unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins)
                 }
             }
             Kind::Large => {
-                if bins != empty_bins() {
+                // Back to the thread cache of the heap that allocated it; from any other
+                // thread, to the global cache, where that heap and every other find it (a
+                // pipeline's consumer kept the producers' runs in its own thread cache,
+                // which it never allocates from: gigabytes mapped for a hand-off).
+                if C::ENABLE_STATISTICS {
+                    let bytes = (*span).span_count as usize * C::SPAN_SIZE;
+                    with_counters::<C>(|c, w| c.in_use(bytes.wrapping_neg(), w));
+                }
+                if (*span).heap == bins.cast() {
                     Heap::<C>::from_bins(bins).release_spans(span);
                 } else {
+                    // The freeing thread may allocate nothing itself (that consumer): its
+                    // frees tick.
+                    tick::<C>();
                     C::global().release_run(span);
                 }
             }
-            Kind::Huge => huge::free::<C>(ptr, layout.align()),
+            Kind::Huge => {
+                tick::<C>();
+                huge::free::<C>(ptr, layout.align());
+            }
         }
     }
 }
@@ -382,7 +489,7 @@ pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) 
                     let usable =
                         span as usize + (*span).span_count as usize * C::SPAN_SIZE - ptr as usize;
                     if new_size > usable && grow_large_in_place::<C>(span, ptr, new_size) {
-                        return ptr;
+                        return resized_in_place::<C>(ptr, layout.size(), new_size);
                     }
                     usable
                 }
@@ -390,21 +497,36 @@ pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) 
                     if new_size > C::LARGE_LIMIT {
                         let moved = huge::realloc::<C>(ptr, new_size);
                         if !moved.is_null() {
-                            return moved;
+                            return resized_in_place::<C>(moved, layout.size(), new_size);
                         }
                     }
                     return realloc_move::<C>(ptr, layout, layout.size(), new_size);
                 }
             };
             // Shrinking to under half moves, so a small block does not pin a big one;
-            // the smallest classes are not worth moving.
-            if new_size <= usable && (new_size >= usable / 2 || usable <= 2 * C::NATURAL_ALIGN) {
-                return ptr;
+            // the smallest classes are not worth moving. A block that grows stays where it
+            // fits, however much room is left (a growing block may have been given a whole
+            // cached run to grow into).
+            if new_size <= usable
+                && (new_size >= layout.size()
+                    || new_size >= usable / 2
+                    || usable <= 2 * C::NATURAL_ALIGN)
+            {
+                return resized_in_place::<C>(ptr, layout.size(), new_size);
             }
         }
     }
     // SAFETY: forwarded contract (the new layout is valid per GlobalAlloc::realloc).
     unsafe { realloc_move::<C>(ptr, layout, usable, new_size) }
+}
+
+/// Counts a block resized without a copy (statistics on) and returns it.
+#[inline(always)]
+fn resized_in_place<C: Config>(ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
+    if C::ENABLE_STATISTICS {
+        with_counters::<C>(|c, w| c.resized(old, new, w));
+    }
+    ptr
 }
 
 /// Grows a large block over the spans that follow its run when they are the calling
@@ -428,6 +550,26 @@ unsafe fn grow_large_in_place<C: Config>(span: *mut Span, ptr: *mut u8, new_size
     }
     // SAFETY: a live thread's heap, used by its own thread; `span` is a live large run.
     unsafe { Heap::<C>::from_bins(bins).extend_run(span, needed) }
+}
+
+/// Allocates the new home of a block growing by `realloc`: as `alloc`, except that a
+/// large block comes from the front of the thread's reserve when it has room, so the next
+/// growth can take the spans behind it without copying (a `Vec` doubling to 1 MiB copied
+/// 7.5 × the instructions when its runs came from the cache instead).
+///
+/// # Safety
+/// As `GlobalAlloc::alloc`.
+unsafe fn alloc_growing<C: Config>(layout: Layout) -> *mut u8 {
+    if layout.size() <= C::MEDIUM_LIMIT && layout.align() <= C::NATURAL_ALIGN {
+        // SAFETY: forwarded contract.
+        return unsafe { alloc::<C>(layout) };
+    }
+    // SAFETY: forwarded contract.
+    let p = unsafe { alloc_slow::<C>(layout, false, true) };
+    if C::ENABLE_STATISTICS {
+        count_alloc::<C>(p, layout);
+    }
+    p
 }
 
 /// Moves a block. A block that grows gets at least 37.5 % headroom over its usable size
@@ -459,7 +601,7 @@ unsafe fn realloc_move<C: Config>(
         asked_exact = padded == new_size;
         if let Ok(padded) = Layout::from_size_align(padded, layout.align()) {
             // SAFETY: a valid non-zero layout.
-            new = unsafe { alloc::<C>(padded) };
+            new = unsafe { alloc_growing::<C>(padded) };
         }
     }
     // SAFETY: GlobalAlloc::realloc guarantees the new size with the old alignment is a
@@ -474,6 +616,19 @@ unsafe fn realloc_move<C: Config>(
         }
         new
     }
+}
+
+/// Gives cached memory of configuration `C` back to the OS now: the calling thread's
+/// notices are taken and its span reserve released, orphaned heaps are settled and their
+/// reserves released, and every run of every thread cache and of the global cache, with
+/// every spare span, is unmapped or has its pages released.
+pub fn collect<C: Config>() {
+    let state = thread_state::<C>();
+    if state.status.get() == LIVE {
+        // SAFETY: a live slot holds this thread's heap, used by this thread only.
+        unsafe { Heap::<C>::from_bins(state.heap.get()) }.collect();
+    }
+    C::global().collect();
 }
 
 /// The counters of configuration `C`, or `None` without `enable_statistics`.

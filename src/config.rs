@@ -7,7 +7,7 @@
 //! hand-written configuration with a bad span size fails to type-check as well.
 
 use crate::global::Global;
-use crate::thread::ThreadState;
+use crate::thread_state::ThreadState;
 use typenum::{PowerOfTwo, Unsigned};
 
 /// The span size used when a configuration does not name one: 64 KiB, as rpmalloc 1.4.
@@ -35,6 +35,24 @@ pub const DEFAULT_MAX_GLOBAL_SPAN_CACHE: usize = 3200;
 /// Default of `global_cache_multiplier`: global cache runs of each large span count,
 /// relative to a thread cache's.
 pub const DEFAULT_GLOBAL_CACHE_MULTIPLIER: usize = 8;
+/// Default of `max_thread_cache_bytes`: bytes of free runs (of every span count together)
+/// one thread cache keeps. Runs beyond it go to the global cache, where every thread finds
+/// them: a thread that frees large blocks but never allocates them (the consumer of a
+/// pipeline) must not keep what the producers then map afresh.
+pub const DEFAULT_MAX_THREAD_CACHE_BYTES: usize = 8 << 20;
+/// Default of `max_global_cache_bytes`: bytes of free runs the global cache keeps, of every
+/// span count together (ready and ageing).
+pub const DEFAULT_MAX_GLOBAL_CACHE_BYTES: usize = 512 << 20;
+/// Largest byte budget a cache key accepts (1 TiB).
+pub const MAX_CACHE_BYTES: usize = 1 << 40;
+/// Default of `decay_ms`: a cached span or run that nobody reused for this long goes back
+/// to the OS (jemalloc's dirty decay is 10 s, mimalloc's purge delay 10 ms).
+pub const DEFAULT_DECAY_MS: u64 = 1000;
+/// The `decay_ms` value `never`: cached runs go back to the OS only beyond the caches'
+/// limits, by [`collect`](crate) or at thread exit, never because of time.
+pub const DECAY_NEVER: u64 = u64::MAX;
+/// Largest finite `decay_ms` accepted (one hour).
+pub const MAX_DECAY_MS: u64 = 3_600_000;
 
 /// One allocator configuration and the handles to its singleton state.
 ///
@@ -67,6 +85,13 @@ pub unsafe trait Config: Sized + Send + Sync + 'static {
     const MAX_GLOBAL_SPAN_CACHE: usize = DEFAULT_MAX_GLOBAL_SPAN_CACHE;
     /// Global cache runs of each large span count, as a multiple of the thread limit.
     const GLOBAL_CACHE_MULTIPLIER: usize = DEFAULT_GLOBAL_CACHE_MULTIPLIER;
+    /// Bytes of free runs one thread cache keeps, all span counts together.
+    const MAX_THREAD_CACHE_BYTES: usize = DEFAULT_MAX_THREAD_CACHE_BYTES;
+    /// Bytes of free runs the global cache keeps, all span counts together.
+    const MAX_GLOBAL_CACHE_BYTES: usize = DEFAULT_MAX_GLOBAL_CACHE_BYTES;
+    /// Milliseconds a cached span or run may go unused before it goes back to the OS
+    /// (`0`: at once, as with the caches off; [`DECAY_NEVER`]: never because of time).
+    const DECAY_MS: u64 = DEFAULT_DECAY_MS;
     /// Map spans with huge pages (`MAP_HUGETLB`, else transparent huge page advice).
     const ENABLE_HUGE_PAGES: bool = false;
     /// Count operations; when off the counters are compiled out.

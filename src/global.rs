@@ -1,31 +1,52 @@
-//! The global state of one configuration: the global span cache, the orphaned heaps, the
-//! thread-exit key, statistics, and the span mapping and unmapping that touch the OS.
+//! The global state of one configuration: the global span cache, the list of every
+//! heap's thread cache, the decay clock and its sweeps, the orphaned heaps, the thread-exit
+//! key, statistics, and the span mapping and unmapping that touch the OS.
 //!
 //! Everything here is `const`-initialised in the static the macro defines, so there is no
 //! setup call: the first allocation finds it ready.
+//!
+//! **Decay.** There is no background thread. The allocator's own events (a bin refill, a
+//! span acquired or released, a large or huge block) *tick*; every
+//! `TICKS_PER_CLOCK_READ` ticks a heap reads a coarse clock. Time is counted in sweep
+//! periods (`SWEEP_PERIOD_MS`, a quarter of `decay_ms`, at most 125 ms), and every run that
+//! enters a cache is stamped with the period of the last clock read. When a new period
+//! began, the thread that sees it first runs a *sweep*: it gives back to the OS the global
+//! cache's batches and every thread cache's runs and spares that came in `decay_ms` or more
+//! ago (ageing batches beyond a count's limit after `CACHE_AGING_MS`). A thread cache whose
+//! owner holds its lock is skipped until the next sweep; an idle thread's cache is not, so
+//! an idle thread does not pin what it cached. (A stamp can be stale by the events since
+//! that heap's last clock read, at most `TICKS_PER_CLOCK_READ`: after a long quiet spell,
+//! those few runs may go back early.)
 
 use crate::config::Config;
+use crate::global_cache::{GlobalCache, Limits};
 use crate::heap::Heap;
 use crate::lock::SpinLock;
 use crate::os;
-use crate::params::{Params, CACHE_AGING_MS};
-use crate::span::{Span, SpanStack, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
-use crate::stats::{Counters, Statistics};
+use crate::params::Params;
+use crate::size_class::MAX_CLASS_COUNT;
+use crate::span::{Span, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
+use crate::stats::{ClassUse, Counters, Statistics, Totals};
+use crate::thread_cache::{Batches, HeapShared};
 use core::marker::PhantomData;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// The global state of one configuration. Created only by `define_rpmalloc!`.
 pub struct Global<C> {
-    /// Global span cache, one per span count.
-    cache: [SpinLock<SpanCache>; LARGE_CLASS_COUNT],
-    /// Runs in each span count's cache (ready and aging), kept under its lock and read
-    /// without it: a hint that spares a refill the lock when the cache is empty.
-    cached_hint: [AtomicUsize; LARGE_CLASS_COUNT],
-    /// When the oldest ageing batch of any span count expires (`os::now_ms` time;
-    /// `u64::MAX`: nothing ages). Any cache operation past it gives back the expired runs
-    /// of every span count, so runs of a count nobody inserts any more still go back.
-    aging_due: AtomicU64,
+    /// The global span cache.
+    cache: GlobalCache,
+    /// The shared part (thread cache, counters) of every heap, newest first; only ever
+    /// pushed to (heaps are never unmapped), so a reader walks it without a lock.
+    heaps: AtomicPtr<HeapShared>,
+    /// The current sweep period (`os::now_ms() / SWEEP_PERIOD_MS + 1`, as of the last clock
+    /// read of any thread), stamped on every run that enters a cache.
+    epoch: AtomicU64,
+    /// The period of the last sweep.
+    swept: AtomicU64,
+    /// Held by the thread running a sweep or `collect()` (and across `fork`): one at a
+    /// time, and a sweep due meanwhile is skipped, not waited for.
+    maintenance: SpinLock<()>,
     /// Heaps of exited threads, linked through `Heap::next_orphan`.
     pub(crate) orphans: SpinLock<*mut Heap<C>>,
     /// The pthread key whose destructor retires a thread's heap, plus one (0: not created).
@@ -44,9 +65,11 @@ impl<C: Config> Global<C> {
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
         Global {
-            cache: [const { SpinLock::new(SpanCache::EMPTY) }; LARGE_CLASS_COUNT],
-            cached_hint: [const { AtomicUsize::new(0) }; LARGE_CLASS_COUNT],
-            aging_due: AtomicU64::new(u64::MAX),
+            cache: GlobalCache::new(),
+            heaps: AtomicPtr::new(ptr::null_mut()),
+            epoch: AtomicU64::new(1),
+            swept: AtomicU64::new(0),
+            maintenance: SpinLock::new(()),
             orphans: SpinLock::new(ptr::null_mut()),
             exit_key: AtomicUsize::new(0),
             stats: Counters::new(),
@@ -69,7 +92,7 @@ impl<C: Config> Global<C> {
         if p.is_null() {
             return ptr::null_mut();
         }
-        self.stats.mapped::<C>(len);
+        self.count(|s| s.mapped(len));
         let span = p.cast::<Span>();
         // SAFETY: fresh zeroed mapping, large enough for a header; only the mapping fields
         // are written (zero is a valid value for all others).
@@ -109,108 +132,245 @@ impl<C: Config> Global<C> {
                 let total = (*master).total_spans as usize * C::SPAN_SIZE;
                 let total = total.next_multiple_of(os::page_size());
                 os::unmap(master.cast(), total);
-                self.stats.unmapped::<C>(total);
+                // The mapping's other runs, released before, leave with it.
+                self.count(|s| {
+                    s.unmapped(total);
+                    s.released((total - len).wrapping_neg());
+                });
+            } else {
+                self.count(|s| s.released(len));
             }
         }
     }
 
-    /// Moves up to `count` runs of `span_count` spans from `from` into the global cache;
-    /// runs beyond its capacity (or all, with the global cache off) are unmapped.
-    ///
-    /// The runs move as one batch: the chain is cut from `from` before taking the lock, and
-    /// under the lock it is linked in with O(1) work. (Moving span by span under the lock
-    /// touched one span header — one cache miss — per span while other threads spun.)
+    /// The current sweep period, for stamping runs that enter a cache.
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// The global cache's bounds for runs of `count` spans.
+    fn limits(count: usize) -> Limits {
+        Limits {
+            runs: C::global_cache_limit(count),
+            bytes: C::GLOBAL_CACHE_BYTES,
+            span_size: C::SPAN_SIZE,
+        }
+    }
+
+    /// Takes free runs of `count` spans that no thread cache holds: caches them in the
+    /// global cache as far as it has room, gives the rest back to the OS.
     ///
     /// # Safety
-    /// Every run on `from` is a free run of `span_count` spans.
-    pub(crate) unsafe fn cache_insert(
-        &self,
-        span_count: usize,
-        from: &mut SpanStack,
-        count: usize,
-    ) {
-        let (mut chain, n) = from.take_chain(count);
+    /// `chain` is a null-terminated chain of exactly `n` free runs of `count` spans of this
+    /// configuration, no list holds.
+    pub(crate) unsafe fn release_chain(&self, count: usize, chain: *mut Span, n: usize) {
         if n == 0 {
             return;
         }
-        let mut expired = ptr::null_mut();
-        if C::ENABLE_GLOBAL_CACHE {
-            let limit = C::global_cache_limit(span_count);
-            let mut cache = self.cache[span_count - 1].lock();
-            // Read under the lock, so the aging stack's stamps rise from bottom to top.
-            let now = os::now_ms();
-            // Fill the cache to its limit (as rpmalloc does): dropping the whole batch
-            // would keep the cache a batch short and send spans to the OS that the next
-            // thread maps right back.
-            let room = limit.saturating_sub(cache.ready.spans).min(n);
-            if room > 0 {
-                let rest = split_chain(chain, room);
-                // SAFETY: a chain of `room` free runs per the contract.
-                unsafe { cache.ready.push_batch(chain, room) };
-                chain = rest;
-            }
-            // Expired batches go first, so they do not take the room of young runs.
-            expired = cache.aging.cut_expired(now);
-            // The rest ages (up to as many runs again) instead of going back at once.
-            let rest = n - room;
-            if rest > 0 && cache.aging.batches.spans + rest <= limit {
-                // SAFETY: a chain of `rest` free runs per the contract.
-                unsafe { cache.aging.push(chain, rest, now) };
-                chain = ptr::null_mut();
-                self.aging_due
-                    .fetch_min(now + CACHE_AGING_MS, Ordering::Relaxed);
-            }
-            self.cached_hint[span_count - 1].store(cache.runs(), Ordering::Relaxed);
+        let mut rest = chain;
+        if C::GLOBAL_CACHE {
+            // SAFETY: per the contract.
+            rest = unsafe {
+                self.cache
+                    .insert(count, chain, n, self.epoch(), &Self::limits(count))
+            };
         }
-        // Outside the lock: the runs beyond both limits, and the aged batches.
-        // SAFETY: free runs per the contract / taken off the aging stack.
+        // SAFETY: free runs per the contract, outside every lock.
+        unsafe { self.unmap_chain(rest) };
+    }
+
+    /// Releases one free run no thread cache takes (a large block freed by a thread other
+    /// than the one that allocated it, or by an orphaned heap).
+    ///
+    /// # Safety
+    /// `span` is a free run header of this configuration, in no list.
+    pub(crate) unsafe fn release_run(&self, span: *mut Span) {
+        // SAFETY: per the contract: a chain of one.
         unsafe {
-            self.unmap_chain(chain);
-            self.unmap_batches(expired);
+            (*span).next = ptr::null_mut();
+            self.release_chain((*span).span_count as usize, span, 1);
         }
-        self.purge_aged_if_due();
     }
 
-    /// Gives back the expired ageing runs of every span count once the oldest is due.
+    /// Takes up to `max` runs of `count` spans from the global cache: the chain and its
+    /// length.
+    pub(crate) fn extract(&self, count: usize, max: usize) -> (*mut Span, usize) {
+        if !C::GLOBAL_CACHE {
+            return (ptr::null_mut(), 0);
+        }
+        self.cache.extract(count, max, C::SPAN_SIZE)
+    }
+
+    /// Takes one run of the smallest span count above `count` the global cache holds, or
+    /// null.
+    pub(crate) fn extract_larger(&self, count: usize) -> *mut Span {
+        if !C::GLOBAL_CACHE {
+            return ptr::null_mut();
+        }
+        let mut held = self.cache.held_from(count, false);
+        while held != 0 {
+            let larger = held.trailing_zeros() as usize + 1;
+            held &= held - 1;
+            let (span, n) = self.cache.extract(larger, 1, C::SPAN_SIZE);
+            if n == 1 {
+                return span;
+            }
+        }
+        ptr::null_mut()
+    }
+
+    /// Takes one run of the largest span count of at least `count` the global cache
+    /// holds, or null.
+    pub(crate) fn extract_longest(&self, count: usize) -> *mut Span {
+        if !C::GLOBAL_CACHE {
+            return ptr::null_mut();
+        }
+        let mut held = self.cache.held_from(count, true);
+        while held != 0 {
+            let longest = 64 - held.leading_zeros() as usize;
+            held &= !(1 << (longest - 1));
+            let (span, n) = self.cache.extract(longest, 1, C::SPAN_SIZE);
+            if n == 1 {
+                return span;
+            }
+        }
+        ptr::null_mut()
+    }
+
+    /// Whether the global cache looked non-empty for runs of `span_count` spans (relaxed;
+    /// a stale answer only costs a lock or a fresh span).
     #[inline]
-    fn purge_aged_if_due(&self) {
-        let due = self.aging_due.load(Ordering::Relaxed);
-        if due != u64::MAX && os::now_ms() >= due {
-            self.purge_aged();
+    pub(crate) fn has_cached(&self, span_count: usize) -> bool {
+        C::GLOBAL_CACHE && self.cache.has(span_count)
+    }
+
+    /// Puts a heap's shared part on the list that sweeps, `collect()` and `statistics()`
+    /// walk.
+    ///
+    /// # Safety
+    /// `slot` lives for the rest of the process, is not on the list yet, and nothing else
+    /// writes its `next` field.
+    pub(crate) unsafe fn register(&self, slot: *mut HeapShared) {
+        let mut head = self.heaps.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: per the contract the field is ours until the exchange publishes it.
+            unsafe { (*slot).next = head };
+            match self
+                .heaps
+                .compare_exchange_weak(head, slot, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
         }
     }
 
-    /// Gives back every ageing batch older than the ageing time, for every span count (at
-    /// thread exit, and from any cache operation once the oldest batch is due).
+    /// The shared part of every heap, newest first.
+    fn heaps(&self) -> impl Iterator<Item = &HeapShared> {
+        let mut slot = self.heaps.load(Ordering::Acquire).cast_const();
+        core::iter::from_fn(move || {
+            // SAFETY: registered slots live for the rest of the process, and their `next`
+            // was written before the release that published them (acquired above).
+            let current = unsafe { slot.as_ref()? };
+            slot = current.next;
+            Some(current)
+        })
+    }
+
+    /// Reads the clock, moves the sweep period on, and runs a decay sweep if one is due
+    /// (see the module doc). Cheap when none is; callers rate-limit it with their tick
+    /// counters.
     #[cold]
-    pub(crate) fn purge_aged(&self) {
-        if !C::ENABLE_GLOBAL_CACHE {
+    pub(crate) fn clock_tick(&self) {
+        if !(C::THREAD_CACHE || C::GLOBAL_CACHE) {
             return;
         }
-        // Cleared first and recomputed from what is left; an insert that ages a batch
-        // meanwhile lowers it again after its push, so no batch goes unaccounted.
-        self.aging_due.store(u64::MAX, Ordering::Relaxed);
-        for span_count in 1..=LARGE_CLASS_COUNT {
-            let expired = {
-                let mut cache = self.cache[span_count - 1].lock();
-                let expired = cache.aging.cut_expired(os::now_ms());
-                if cache.aging.oldest != u64::MAX {
-                    self.aging_due
-                        .fetch_min(cache.aging.oldest + CACHE_AGING_MS, Ordering::Relaxed);
-                }
-                self.cached_hint[span_count - 1].store(cache.runs(), Ordering::Relaxed);
-                expired
-            };
-            // SAFETY: batches just taken off the aging stack.
-            unsafe { self.unmap_batches(expired) };
+        // Periods count from 1, so a cutoff of 0 cuts nothing (`decay_ms: never`, or
+        // nothing old enough yet).
+        let epoch = os::now_ms() / C::SWEEP_PERIOD_MS + 1;
+        self.epoch.fetch_max(epoch, Ordering::Relaxed);
+        if epoch <= self.swept.load(Ordering::Relaxed) {
+            return;
         }
+        // Only try: a thread already sweeping (or collecting, or forking) does the work,
+        // and the caller may hold the orphan lock, which `collect` takes after this one.
+        let Some(_maintenance) = self.maintenance.try_lock() else {
+            return;
+        };
+        if epoch <= self.swept.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.swept.swap(epoch, Ordering::Relaxed) == 0 {
+            // The first clock read: nothing was cached before it.
+            return;
+        }
+        let ready = epoch.saturating_sub(C::DECAY_SWEEPS);
+        let aging = epoch.saturating_sub(C::AGING_SWEEPS).max(ready);
+        self.sweep(ready, aging, false);
+    }
+
+    /// Gives back to the OS every cached run and spare stamped at or before `cutoff`, and
+    /// every ageing run at or before `aging_cutoff` (`u64::MAX`: all of them). With `wait`
+    /// (`collect`), a thread cache in use is waited for, not skipped. The caller holds the
+    /// maintenance lock.
+    fn sweep(&self, cutoff: u64, aging_cutoff: u64, wait: bool) {
+        if C::GLOBAL_CACHE && aging_cutoff > 0 {
+            for count in 1..=LARGE_CLASS_COUNT {
+                if !self.cache.has(count) {
+                    continue;
+                }
+                let cut = self
+                    .cache
+                    .cut_stamped_before(count, cutoff, aging_cutoff, C::SPAN_SIZE);
+                // SAFETY: batches just cut from the global cache, outside its locks.
+                unsafe { self.unmap_batches(cut) };
+            }
+        }
+        if C::THREAD_CACHE && cutoff > 0 {
+            for slot in self.heaps() {
+                // A sweep skips a cache its owner is using (it is not idle then).
+                let guard = if wait {
+                    Some(slot.cache.lock())
+                } else {
+                    slot.cache.try_lock()
+                };
+                let Some(mut cache) = guard else { continue };
+                let cut = cache.cut_stamped_before(cutoff, C::SPAN_SIZE);
+                drop(cache);
+                // SAFETY: runs just cut from a thread cache, outside its lock.
+                unsafe { self.unmap_batches(cut) };
+            }
+        }
+    }
+
+    /// Gives back to the OS every run in the global cache and in every thread cache,
+    /// every spare span, and everything orphaned heaps hold that no block uses (their
+    /// reserves too). What it cannot reach: the spans that hold live blocks (and the free
+    /// blocks among them), live threads' span reserves, and remote frees still on their
+    /// way to a live heap.
+    pub(crate) fn collect(&self) {
+        let _maintenance = self.maintenance.lock();
+        {
+            let orphans = self.orphans.lock();
+            let mut heap = *orphans;
+            while !heap.is_null() {
+                // SAFETY: orphaned heaps are used only under the orphan lock, which we hold.
+                unsafe {
+                    (*heap).collect();
+                    heap = (*heap).next_orphan;
+                }
+            }
+        }
+        self.sweep(u64::MAX, u64::MAX, true);
     }
 
     /// Unmaps batches linked by `prev`, each a chain of free runs linked by `next`.
     ///
     /// # Safety
     /// Every run on them is a free run no list holds.
-    unsafe fn unmap_batches(&self, mut batch: *mut Span) {
+    unsafe fn unmap_batches(&self, batches: Batches) {
+        let mut batch = batches.top;
         while !batch.is_null() {
             // SAFETY: per the contract; read the link before unmapping.
             unsafe {
@@ -236,49 +396,16 @@ impl<C: Config> Global<C> {
         }
     }
 
-    /// Takes one batch of runs of `span_count` spans from the global cache into `into`
-    /// (at most `max` of it; the rest stays cached): from the runs within the limit, else
-    /// from the youngest aging batch.
-    pub(crate) fn cache_extract(&self, span_count: usize, into: &mut SpanStack, max: usize) {
-        if !C::ENABLE_GLOBAL_CACHE {
-            return;
-        }
-        let (chain, n) = {
-            let mut cache = self.cache[span_count - 1].lock();
-            // Aging runs first: they are the ones about to go back to the OS, and under
-            // steady churn the ready runs would otherwise sit while overflow keeps aging.
-            let taken = match cache.aging.pop(max) {
-                (_, 0) => cache.ready.pop_batch(max),
-                taken => taken,
-            };
-            self.cached_hint[span_count - 1].store(cache.runs(), Ordering::Relaxed);
-            taken
-        };
-        // SAFETY: the global cache holds only free runs; the chain is now ours.
-        unsafe { into.push_chain(chain, n) };
-        self.purge_aged_if_due();
-    }
-
-    /// Releases one free run with no thread cache to take it.
-    ///
-    /// # Safety
-    /// `span` is a free run header of this configuration.
-    pub(crate) unsafe fn release_run(&self, span: *mut Span) {
-        let mut one = SpanStack::EMPTY;
-        // SAFETY: per the contract.
-        unsafe {
-            let count = (*span).span_count as usize;
-            one.push(span);
-            self.cache_insert(count, &mut one, 1);
-        }
-    }
-
     /// Maps a huge block's region (see `huge.rs`), keeping the alignment slack, and
     /// accounts for it.
     pub(crate) fn map_huge(&self, len: usize, align: usize, offset: usize) -> os::Mapping {
         let m = os::map_padded(len, align, offset, C::ENABLE_HUGE_PAGES, false);
         if !m.start.is_null() {
-            self.stats.mapped::<C>(m.head + len + m.tail);
+            let bytes = m.head + len + m.tail;
+            self.count(|s| {
+                s.mapped(bytes);
+                s.huge(bytes);
+            });
         }
         m
     }
@@ -286,23 +413,18 @@ impl<C: Config> Global<C> {
     /// Unmaps a huge block's region, accounting for it.
     pub(crate) fn unmap_huge(&self, p: *mut u8, len: usize) {
         os::unmap(p, len);
-        self.stats.unmapped::<C>(len);
+        self.count(|s| {
+            s.unmapped(len);
+            s.huge(len.wrapping_neg());
+        });
     }
 
-    /// Whether the global cache looked non-empty for runs of `span_count` spans (relaxed;
-    /// a stale answer only costs a lock or a fresh span).
-    #[inline]
-    pub(crate) fn has_cached(&self, span_count: usize) -> bool {
-        self.cached_hint[span_count - 1].load(Ordering::Relaxed) != 0
-    }
-
-    /// Spans in the global cache (for statistics).
-    fn cached_spans(&self) -> usize {
-        self.cache
-            .iter()
-            .enumerate()
-            .map(|(i, c)| c.lock().runs() * (i + 1))
-            .sum()
+    /// Runs `update` on the counters when statistics are on (else compiles to nothing).
+    #[inline(always)]
+    pub(crate) fn count(&self, update: impl FnOnce(&Counters)) {
+        if C::ENABLE_STATISTICS {
+            update(&self.stats);
+        }
     }
 
     /// Snapshot of the counters, or `None` without `enable_statistics`.
@@ -310,17 +432,43 @@ impl<C: Config> Global<C> {
         if !C::ENABLE_STATISTICS {
             return None;
         }
-        let mut s = self.stats.snapshot();
-        s.global_cache = self.cached_spans() * C::SPAN_SIZE;
+        let mut totals = Totals::ZERO;
+        let mut thread_cache = 0;
+        for heap in self.heaps() {
+            heap.counters.sum_into(&mut totals);
+            let cache = heap.cache.lock();
+            thread_cache += cache.bytes() + cache.spares() * C::SPAN_SIZE;
+        }
+        self.stats.heapless.sum_into(&mut totals);
+        let mut s = self.stats.snapshot(&totals);
+        s.thread_cache = thread_cache;
+        s.global_cache = self.cache.bytes();
+        for class in 0..MAX_CLASS_COUNT {
+            let block_size = C::CLASSES.block_size[class] as usize;
+            // A class merged into the next one has its size (and no blocks of its own):
+            // list each class once.
+            let merged = class + 1 < MAX_CLASS_COUNT
+                && C::CLASSES.block_size[class + 1] as usize == block_size;
+            if block_size != 0 && !merged {
+                s.classes.push(ClassUse {
+                    block_size,
+                    blocks: totals.class_blocks[class],
+                });
+            }
+        }
         Some(s)
     }
 
     /// Takes every lock of this configuration (before `fork`).
     pub(crate) fn lock_all(&self) {
+        // In the order every other path takes them: maintenance, orphans, a thread cache,
+        // a global cache count.
+        self.maintenance.raw_lock();
         self.orphans.raw_lock();
-        for c in &self.cache {
-            c.raw_lock();
+        for slot in self.heaps() {
+            slot.cache.raw_lock();
         }
+        self.cache.lock_all();
     }
 
     /// Releases what [`Global::lock_all`] took (in the parent after `fork`).
@@ -330,10 +478,12 @@ impl<C: Config> Global<C> {
     pub(crate) unsafe fn unlock_all(&self) {
         // SAFETY: per the contract.
         unsafe {
-            for c in &self.cache {
-                c.raw_unlock();
+            self.cache.unlock_all();
+            for slot in self.heaps() {
+                slot.cache.raw_unlock();
             }
             self.orphans.raw_unlock();
+            self.maintenance.raw_unlock();
         }
     }
 
@@ -342,277 +492,15 @@ impl<C: Config> Global<C> {
     /// # Safety
     /// Called in the child right after `fork`.
     pub(crate) unsafe fn reset_locks(&self) {
-        // SAFETY: per the contract no other thread exists to hold them.
+        // SAFETY: per the contract no other thread exists to hold them; `lock_all` took
+        // them all before `fork`, so no structure was mid-update.
         unsafe {
-            for c in &self.cache {
-                c.force_unlock();
+            self.cache.reset_locks();
+            for slot in self.heaps() {
+                slot.cache.force_unlock();
             }
             self.orphans.force_unlock();
+            self.maintenance.force_unlock();
         }
-    }
-}
-
-/// One span count's global cache: the runs within its limit, and the runs beyond it that
-/// wait up to [`CACHE_AGING_MS`] before going back to the OS (each batch stamped in its
-/// head's `cached_at`; at most as many runs again as the limit). A refill takes ready runs
-/// first, then the youngest aging batch; an insert gives back the aging batches that are
-/// too old.
-pub(crate) struct SpanCache {
-    ready: CacheBatches,
-    aging: Aging,
-}
-
-impl SpanCache {
-    const EMPTY: SpanCache = SpanCache {
-        ready: CacheBatches::EMPTY,
-        aging: Aging::EMPTY,
-    };
-
-    /// Runs held, ready and ageing.
-    fn runs(&self) -> usize {
-        self.ready.spans + self.aging.batches.spans
-    }
-}
-
-/// Runs beyond a span count's limit, waiting to go back to the OS: a stack of batches
-/// stamped in their head's `cached_at`, youngest on top. Runs inserted in the same clock
-/// tick join the top batch, so the stack holds at most one batch per tick of the ageing
-/// window, and `oldest` tells an insert in O(1) that nothing expired (an insert used to
-/// walk every young batch under the lock: with one-run batches, 200× slower frees).
-struct Aging {
-    batches: CacheBatches,
-    /// Stamp of the bottom (oldest) batch; `u64::MAX` when empty.
-    oldest: u64,
-}
-
-impl Aging {
-    const EMPTY: Aging = Aging {
-        batches: CacheBatches::EMPTY,
-        oldest: u64::MAX,
-    };
-
-    /// Pushes a chain of `n` runs stamped `now`, joining the top batch if it has the
-    /// same stamp.
-    ///
-    /// # Safety
-    /// `chain` is a chain of exactly `n >= 1` free runs no list holds; `now` is not
-    /// older than the top batch's stamp.
-    unsafe fn push(&mut self, chain: *mut Span, n: usize, now: u64) {
-        let top = self.batches.top;
-        // SAFETY: per the contract; batch heads are valid free run headers.
-        unsafe {
-            if !top.is_null() && (*top).cached_at == now {
-                let mut tail = chain;
-                while !(*tail).next.is_null() {
-                    tail = (*tail).next;
-                }
-                (*tail).next = top;
-                (*chain).prev = (*top).prev;
-                (*chain).block_count = (*top).block_count + n as u32;
-                (*chain).cached_at = now;
-                self.batches.top = chain;
-                self.batches.spans += n;
-                return;
-            }
-            (*chain).cached_at = now;
-            self.batches.push_batch(chain, n);
-        }
-        if top.is_null() {
-            self.oldest = now;
-        }
-    }
-
-    /// Pops the youngest batch (or its first `max` runs).
-    fn pop(&mut self, max: usize) -> (*mut Span, usize) {
-        let taken = self.batches.pop_batch(max);
-        if self.batches.top.is_null() {
-            self.oldest = u64::MAX;
-        }
-        taken
-    }
-
-    /// Removes the batches older than the ageing time at `now` and returns the newest of
-    /// them, linked to older ones by `prev`; null (in O(1)) if none.
-    fn cut_expired(&mut self, now: u64) -> *mut Span {
-        let cutoff = now.saturating_sub(CACHE_AGING_MS);
-        if self.oldest > cutoff {
-            return ptr::null_mut();
-        }
-        let (cut, bottom) = self.batches.cut_older_than(cutoff);
-        // SAFETY: `bottom` is null or the remaining bottom batch head.
-        self.oldest = if bottom.is_null() {
-            u64::MAX
-        } else {
-            unsafe { (*bottom).cached_at }
-        };
-        cut
-    }
-}
-
-/// Cuts a null-terminated chain of free runs after its first `n` (`n >= 1`) and returns the
-/// rest (null if the chain held exactly `n`).
-fn split_chain(chain: *mut Span, n: usize) -> *mut Span {
-    // SAFETY: callers pass a chain of at least `n` free runs linked by `next`.
-    unsafe {
-        let mut last = chain;
-        for _ in 1..n {
-            last = (*last).next;
-        }
-        let rest = (*last).next;
-        (*last).next = ptr::null_mut();
-        rest
-    }
-}
-
-/// A stack of batches. A batch is a null-terminated chain of
-/// free runs linked by `next`; batch heads are linked by `prev` and hold the batch's length
-/// in `block_count` (fields a free run does not otherwise use).
-pub(crate) struct CacheBatches {
-    /// Head of the top batch.
-    top: *mut Span,
-    /// Runs in all batches.
-    pub(crate) spans: usize,
-}
-
-// SAFETY: only reached through its SpinLock.
-unsafe impl Send for CacheBatches {}
-
-impl CacheBatches {
-    const EMPTY: CacheBatches = CacheBatches {
-        top: ptr::null_mut(),
-        spans: 0,
-    };
-
-    /// Pushes a chain of `n` runs as one batch: O(1).
-    ///
-    /// # Safety
-    /// `head` starts a chain of exactly `n >= 1` free runs no list holds.
-    unsafe fn push_batch(&mut self, head: *mut Span, n: usize) {
-        // SAFETY: per the contract.
-        unsafe {
-            (*head).prev = self.top;
-            (*head).block_count = n as u32;
-        }
-        self.top = head;
-        self.spans += n;
-    }
-
-    /// Pops the top batch, or its first `max` runs if it is longer; returns the chain and
-    /// its length. O(1) when the whole batch is taken.
-    fn pop_batch(&mut self, max: usize) -> (*mut Span, usize) {
-        let head = self.top;
-        if head.is_null() || max == 0 {
-            return (ptr::null_mut(), 0);
-        }
-        // SAFETY: batch heads and their chains are valid free run headers.
-        unsafe {
-            let n = (*head).block_count as usize;
-            self.top = (*head).prev;
-            if n <= max {
-                self.spans -= n;
-                return (head, n);
-            }
-            // Split: keep the remainder as a batch, as old as the whole was.
-            let rest = split_chain(head, max);
-            (*rest).prev = self.top;
-            (*rest).block_count = (n - max) as u32;
-            (*rest).cached_at = (*head).cached_at;
-            self.top = rest;
-            self.spans -= max;
-            (head, max)
-        }
-    }
-
-    /// Removes every batch stamped at or before `cutoff` (batches are stamped in push
-    /// order, so these are the bottom of the stack) and returns the newest of them, linked
-    /// to the older ones by `prev` (null if none), and the new bottom batch (null if the
-    /// stack is now empty).
-    fn cut_older_than(&mut self, cutoff: u64) -> (*mut Span, *mut Span) {
-        let mut newer: *mut Span = ptr::null_mut();
-        let mut batch = self.top;
-        // SAFETY: batch heads and their chains are valid free run headers.
-        unsafe {
-            while !batch.is_null() && (*batch).cached_at > cutoff {
-                newer = batch;
-                batch = (*batch).prev;
-            }
-            if batch.is_null() {
-                return (batch, newer);
-            }
-            if newer.is_null() {
-                self.top = ptr::null_mut();
-            } else {
-                (*newer).prev = ptr::null_mut();
-            }
-            let mut old = batch;
-            while !old.is_null() {
-                self.spans -= (*old).block_count as usize;
-                old = (*old).prev;
-            }
-        }
-        (batch, newer)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `n` zeroed span headers (every field's zero is valid: null pointers, `Kind::Small`,
-    /// `State::Active`, zero counters).
-    fn headers(n: usize) -> Vec<Span> {
-        // SAFETY: see above.
-        (0..n).map(|_| unsafe { core::mem::zeroed() }).collect()
-    }
-
-    /// Links `runs` into a null-terminated chain by `next`; returns its head.
-    fn chain(runs: &[*mut Span]) -> *mut Span {
-        for w in runs.windows(2) {
-            // SAFETY: headers owned by the test.
-            unsafe { (*w[0]).next = w[1] };
-        }
-        // SAFETY: as above.
-        unsafe { (*runs[runs.len() - 1]).next = ptr::null_mut() };
-        runs[0]
-    }
-
-    #[test]
-    fn aging_merges_ticks_cuts_oldest_first_and_pops_youngest_first() {
-        let mut spans = headers(8);
-        let p: Vec<*mut Span> = spans.iter_mut().map(|s| s as *mut Span).collect();
-        let mut aging = Aging::EMPTY;
-        // Batches at 10, 20 (two inserts in the same tick: one batch) and 30 ms.
-        // SAFETY (all pushes): chains of the test's headers, each pushed once.
-        unsafe {
-            aging.push(chain(&p[0..2]), 2, 10);
-            aging.push(chain(&p[2..4]), 2, 20);
-            aging.push(chain(&p[4..5]), 1, 20);
-            aging.push(chain(&p[5..8]), 3, 30);
-        }
-        assert_eq!(aging.batches.spans, 8);
-        assert_eq!(aging.oldest, 10);
-        // SAFETY: batch heads are the test's headers.
-        unsafe {
-            assert_eq!((*p[4]).block_count, 3, "the tick-20 inserts joined");
-            assert_eq!((*p[4]).prev, p[0]);
-        }
-        let now = 10 + CACHE_AGING_MS - 1;
-        assert!(aging.cut_expired(now).is_null(), "nothing is that old yet");
-        // At 20 + ageing time the batches of 10 and 20 ms have expired.
-        let cut = aging.cut_expired(20 + CACHE_AGING_MS);
-        assert_eq!(
-            cut, p[4],
-            "the newest expired batch, then older ones by `prev`"
-        );
-        // SAFETY: as above.
-        unsafe { assert_eq!((*cut).prev, p[0]) };
-        assert_eq!((aging.batches.spans, aging.oldest), (3, 30));
-        // A partial pop keeps the remainder as a batch as old as the whole.
-        assert_eq!(aging.pop(1), (p[5], 1));
-        // SAFETY: as above.
-        assert_eq!(unsafe { (*p[6]).cached_at }, 30);
-        assert_eq!(aging.pop(64), (p[6], 2));
-        assert_eq!((aging.batches.spans, aging.oldest), (0, u64::MAX));
-        assert!(aging.cut_expired(u64::MAX).is_null());
     }
 }

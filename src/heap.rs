@@ -25,9 +25,9 @@ use crate::config::Config;
 use crate::deferred::DeferredList;
 use crate::params::Params;
 use crate::size_class::MAX_CLASS_COUNT;
-use crate::span::{
-    Block, Kind, Span, SpanDList, SpanStack, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE,
-};
+use crate::span::{Block, Kind, Span, SpanDList, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
+use crate::stats::{HeapCounters, Writer};
+use crate::thread_cache::HeapShared;
 use core::marker::PhantomData;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -92,14 +92,11 @@ pub(crate) struct Heap<C> {
     pub draining: AtomicBool,
     /// Partial spans per size class.
     partial: [*mut Span; MAX_CLASS_COUNT],
-    /// Per size class, the last span it released before carving all its blocks, kept for
-    /// that class's next span (as rpmalloc's per-class span cache). Such a span has only
-    /// its first pages touched; through the thread and global caches a class of bigger
-    /// blocks would touch it whole. Counted as in use; stays with the heap when its thread
-    /// exits, for the next thread.
-    spare: [*mut Span; MAX_CLASS_COUNT],
-    /// Thread span cache per span count.
-    cache: [SpanStack; LARGE_CLASS_COUNT],
+    /// What other threads reach (`thread_cache.rs`): the thread span cache and the spare
+    /// span of each class, behind a lock that decay sweeps and `collect()` take too (spares
+    /// stay with the heap when its thread exits, for the next thread), and the heap's
+    /// statistics counters.
+    shared: HeapShared,
     /// Unused spans left over from the last mapping.
     reserve: *mut Span,
     /// Spans in the reserve.
@@ -126,8 +123,7 @@ impl<C: Config> Heap<C> {
         orphaned: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         partial: [ptr::null_mut(); MAX_CLASS_COUNT],
-        spare: [ptr::null_mut(); MAX_CLASS_COUNT],
-        cache: [const { SpanStack::EMPTY }; LARGE_CLASS_COUNT],
+        shared: HeapShared::new(),
         reserve: ptr::null_mut(),
         reserve_count: 0,
         reserve_master: ptr::null_mut(),
@@ -151,13 +147,14 @@ impl<C: Config> Heap<C> {
         let heap = map.as_mut_ptr().cast::<Heap<C>>();
         // The heap lives for the rest of the process; keep the mapping.
         core::mem::forget(map);
-        // SAFETY: a fresh page-aligned mapping of at least size_of::<Heap<C>>() bytes.
-        unsafe { heap.write(Self::NEW) };
         let global = C::global();
-        global.stats.heap_created::<C>();
-        global
-            .stats
-            .mapped::<C>(len.next_multiple_of(crate::os::page_size()));
+        // SAFETY: a fresh page-aligned mapping of at least size_of::<Heap<C>>() bytes; the
+        // heap (and so its cache slot) is never unmapped and registered once, here.
+        unsafe {
+            heap.write(Self::NEW);
+            global.register(&raw mut (*heap).shared);
+        }
+        global.count(|s| s.heap_created(len.next_multiple_of(crate::os::page_size())));
         heap
     }
 
@@ -175,6 +172,41 @@ impl<C: Config> Heap<C> {
     #[inline(always)]
     fn id(&mut self) -> *mut u8 {
         (self as *mut Self).cast()
+    }
+
+    /// This heap's statistics counters, for its current user (its thread, or the holder of
+    /// the orphan lock).
+    #[inline(always)]
+    pub(crate) fn counters(&self) -> &HeapCounters {
+        &self.shared.counters
+    }
+
+    /// Counts `bytes` of spans that start (or, as `wrapping_neg`, stop) holding blocks.
+    #[inline(always)]
+    fn count_in_use(&self, bytes: usize) {
+        if C::ENABLE_STATISTICS {
+            self.counters().in_use(bytes, Writer::Owner);
+        }
+    }
+
+    /// Publishes the reserve's size to the statistics.
+    #[inline(always)]
+    fn count_reserve(&self) {
+        if C::ENABLE_STATISTICS {
+            self.counters()
+                .set_reserve(self.reserve_count * C::SPAN_SIZE);
+        }
+    }
+
+    /// Counts an allocator event of the calling thread; every `TICKS_PER_CLOCK_READ`
+    /// events, reads the clock and runs a decay sweep if one is due. Call it holding no
+    /// lock but the orphan lock.
+    #[inline]
+    fn tick() {
+        // SAFETY: the calling thread's slot, a destructor-less thread-local.
+        if unsafe { &*C::thread_state() }.tick() {
+            C::global().clock_tick();
+        }
     }
 
     // ---- small and medium blocks -------------------------------------------------------
@@ -197,6 +229,7 @@ impl<C: Config> Heap<C> {
     #[cold]
     #[inline(never)]
     pub(crate) fn alloc_small_slow(&mut self, class: usize) -> *mut u8 {
+        Self::tick();
         if !self.notices.is_empty_relaxed() {
             self.take_notices();
         }
@@ -258,9 +291,13 @@ impl<C: Config> Heap<C> {
                     continue;
                 }
             }
-            let mut span = core::mem::replace(&mut self.spare[class], ptr::null_mut());
+            let mut span = if C::THREAD_CACHE {
+                self.shared.cache.lock().take_spare(class)
+            } else {
+                ptr::null_mut()
+            };
             if span.is_null() {
-                span = self.acquire_spans(1, true).0;
+                span = self.acquire_spans(1).0;
                 if span.is_null() {
                     return ptr::null_mut();
                 }
@@ -272,6 +309,7 @@ impl<C: Config> Heap<C> {
 
     /// Prepares a free single span to serve `class` as its active span.
     fn init_small(&mut self, span: *mut Span, class: usize) {
+        self.count_in_use(C::SPAN_SIZE);
         let id = self.id();
         // SAFETY: a free run of one span owned by this heap; the mapping fields
         // (span_count, offsets, master counters) are left alone.
@@ -433,17 +471,19 @@ impl<C: Config> Heap<C> {
                 }
                 (*span).armed = false;
             }
+            self.count_in_use(C::SPAN_SIZE.wrapping_neg());
             (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
             // A span its class never carved whole keeps its untouched pages only if the
             // same class takes it next (rpbench realloc and std2, 8 threads: threads of a
             // later round otherwise got their small-class spans whole-touched from the
             // caches; peak RSS -3 to -4.5 %).
-            if C::ENABLE_THREAD_CACHE
+            if C::THREAD_CACHE
                 && (*span).limit < (*span).block_count
                 && !self.orphaned.load(Ordering::Relaxed)
             {
                 let class = (*span).class as usize;
-                let older = core::mem::replace(&mut self.spare[class], span);
+                let epoch = C::global().epoch();
+                let older = self.shared.cache.lock().put_spare(class, span, epoch);
                 if !older.is_null() {
                     self.release_spans(older);
                 }
@@ -531,14 +571,12 @@ impl<C: Config> Heap<C> {
 
     // ---- spans ---------------------------------------------------------------------
 
-    /// Gets a free run of `count` spans: thread cache, then global cache and reserve (the
-    /// global cache first with `resident_first`), then a new mapping. The flag says the
-    /// memory is fresh from the OS (reads as zero). Null when the OS refuses.
-    pub(crate) fn acquire_spans(
-        &mut self,
-        count: usize,
-        resident_first: bool,
-    ) -> (*mut Span, bool) {
+    /// Gets a free run of at least `count` spans: the thread cache, the global cache, a
+    /// bigger cached run (see `take_larger`), the reserve, then a new mapping. The flag
+    /// says the memory is fresh from the OS (reads as zero). Null when the OS refuses.
+    #[inline]
+    pub(crate) fn acquire_spans(&mut self, count: usize) -> (*mut Span, bool) {
+        Self::tick();
         if C::ENABLE_ADAPTIVE_THREAD_CACHE {
             let used = &mut self.span_in_use[count - 1];
             *used += 1;
@@ -558,30 +596,43 @@ impl<C: Config> Heap<C> {
         if !span.is_null() {
             return (span, false);
         }
-        // With `resident_first`, cached runs before the reserve: their pages are resident
+        // Cached runs of the same count before the reserve: their pages are resident
         // already, the reserve's would be touched for the first time (more faults, higher
-        // RSS). A whole batch only when the reserve could not serve: a thread with a
-        // reserve that hoarded batches would leave other threads to map (rpbench realloc,
-        // 8 threads: peak RSS +1.5 %).
-        if C::ENABLE_GLOBAL_CACHE
-            && (resident_first || self.reserve_count < count)
-            && C::global().has_cached(count)
-        {
-            let span = if C::ENABLE_THREAD_CACHE
+        // RSS; a pipeline's producer kept carving fresh reserves while the runs its
+        // consumer freed waited in the global cache). A whole batch only when the reserve
+        // could not serve: a thread with a reserve that hoarded batches would leave other
+        // threads to map (rpbench realloc, 8 threads: peak RSS +1.5 %).
+        let global = C::global();
+        if global.has_cached(count) {
+            let batch = C::THREAD_CACHE
                 && !self.orphaned.load(Ordering::Relaxed)
-                && self.reserve_count < count
-            {
-                let cache = &mut self.cache[count - 1];
-                C::global().cache_extract(count, cache, C::transfer_batch(count));
-                cache.pop()
-            } else {
-                let mut one = SpanStack::EMPTY;
-                C::global().cache_extract(count, &mut one, 1);
-                one.pop()
-            };
-            if !span.is_null() {
-                return (span, false);
+                && self.reserve_count < count;
+            let (chain, n) =
+                global.extract(count, if batch { C::transfer_batch(count) } else { 1 });
+            if n > 1 {
+                // SAFETY: a chain of `n` free runs of `count` spans just taken from the
+                // global cache; its head is returned, the rest cached.
+                unsafe {
+                    let rest = (*chain).next;
+                    (*chain).next = ptr::null_mut();
+                    let epoch = global.epoch();
+                    self.shared
+                        .cache
+                        .lock()
+                        .push_chain(count, rest, n - 1, epoch, C::SPAN_SIZE);
+                }
             }
+            if n > 0 {
+                return (chain, false);
+            }
+        }
+        // A bigger cached run: its pages are resident, the reserve's and a new mapping's
+        // would be touched afresh, and runs of other counts would otherwise wait unused (a
+        // pipeline of mixed large sizes kept mapping while the caches held runs of every
+        // count but the one asked for).
+        let span = self.take_larger(count);
+        if !span.is_null() {
+            return (span, false);
         }
         if self.reserve_count >= count {
             return (self.take_reserve(count), true);
@@ -589,14 +640,65 @@ impl<C: Config> Heap<C> {
         self.map_spans(count)
     }
 
+    /// Gets a free run of at least `count` spans for a block that grows by `realloc`:
+    /// from the front of the reserve when it has room, so the next growth can extend the
+    /// run over the spans behind it (`extend_run`); else the longest cached run, whole, so
+    /// the next growths fit it; else a new mapping, whose reserve then follows. (A `Vec`
+    /// growing to 1 MiB in runs cut to size from cached ones copied at every step.)
+    fn acquire_for_growth(&mut self, count: usize) -> (*mut Span, bool) {
+        Self::tick();
+        if self.reserve_count >= count {
+            return (self.take_reserve(count), true);
+        }
+        let mut span = ptr::null_mut();
+        if C::THREAD_CACHE && !self.orphaned.load(Ordering::Relaxed) {
+            span = self.shared.cache.lock().pop_longest(count, C::SPAN_SIZE);
+        }
+        if span.is_null() {
+            span = C::global().extract_longest(count);
+        }
+        if !span.is_null() {
+            return (span, false);
+        }
+        self.map_spans(count)
+    }
+
     /// A run of `count` spans from the thread cache; null if it has none (or is off).
     #[inline]
     fn cache_pop(&mut self, count: usize) -> *mut Span {
-        if C::ENABLE_THREAD_CACHE {
-            self.cache[count - 1].pop()
+        if C::THREAD_CACHE {
+            self.shared.cache.lock().pop(count, C::SPAN_SIZE)
         } else {
             ptr::null_mut()
         }
+    }
+
+    /// The cached run with the fewest spans above `count`, from this thread's cache or
+    /// the global one; null if no cache holds one. A run of up to 1.5 × `count` spans is
+    /// taken whole (as rpmalloc does): the block's run is then that long, and goes back
+    /// whole. A longer one is split and the rest cached as a run of its own: splitting
+    /// every run left crumbs too short for the next large block (a pipeline of 64 KiB –
+    /// 3 MiB blocks mapped 2.7 × what rpmalloc did), while never splitting leaves a
+    /// program whose large runs are cached when it turns to small blocks mapping afresh.
+    fn take_larger(&mut self, count: usize) -> *mut Span {
+        let mut span = ptr::null_mut();
+        if C::THREAD_CACHE && !self.orphaned.load(Ordering::Relaxed) {
+            span = self.shared.cache.lock().pop_larger(count, C::SPAN_SIZE);
+        }
+        if span.is_null() {
+            span = C::global().extract_larger(count);
+        }
+        if span.is_null() {
+            return span;
+        }
+        // SAFETY: a cached free run of more than `count` spans, now ours.
+        unsafe {
+            if (*span).span_count as usize > count + count / 2 {
+                let rest = Span::split(span, count, C::SPAN_SIZE);
+                self.cache_run(rest);
+            }
+        }
+        span
     }
 
     /// Maps a new run, keeping the spans beyond `count` as the reserve.
@@ -616,6 +718,7 @@ impl<C: Config> Heap<C> {
             }
             self.reserve_count = map_count - count;
             self.reserve_master = span;
+            self.count_reserve();
         }
         (span, true)
     }
@@ -635,6 +738,7 @@ impl<C: Config> Heap<C> {
                 span.cast::<u8>().add(count * C::SPAN_SIZE).cast()
             };
         }
+        self.count_reserve();
         span
     }
 
@@ -658,6 +762,7 @@ impl<C: Config> Heap<C> {
             // The taken spans stay counted in the master's mapping; they now belong to the
             // run, which gives them back together when it is released.
             self.take_reserve(extra);
+            self.count_in_use(extra * C::SPAN_SIZE);
             (*span).span_count = count as u32;
         }
         true
@@ -674,51 +779,96 @@ impl<C: Config> Heap<C> {
     }
 
     /// Takes back a free run: into the thread cache while this heap has a thread, else
-    /// the global cache or the OS.
+    /// the global cache or the OS. What the thread cache holds beyond its bounds goes on to
+    /// the global cache.
+    #[inline]
     pub(crate) fn release_spans(&mut self, span: *mut Span) {
-        // SAFETY: span is a free run header.
-        let count = unsafe { (*span).span_count } as usize;
         if C::ENABLE_ADAPTIVE_THREAD_CACHE {
+            // SAFETY: span is a free run header.
+            let count = unsafe { (*span).span_count } as usize;
             let used = &mut self.span_in_use[count - 1];
             *used = used.saturating_sub(1);
         }
-        if C::ENABLE_THREAD_CACHE && !self.orphaned.load(Ordering::Relaxed) {
+        self.cache_run(span);
+    }
+
+    /// Caches a free run in the thread cache (what overflows goes on to the global cache),
+    /// or, without a thread, gives it to the global cache or the OS.
+    #[inline]
+    fn cache_run(&mut self, span: *mut Span) {
+        // SAFETY: span is a free run header.
+        let count = unsafe { (*span).span_count } as usize;
+        let global = C::global();
+        if C::THREAD_CACHE && !self.orphaned.load(Ordering::Relaxed) {
             let mut limit = C::thread_cache_limit(count);
             if C::ENABLE_ADAPTIVE_THREAD_CACHE {
                 limit = limit.min(self.span_peak[count - 1] as usize).max(1);
             }
-            let cache = &mut self.cache[count - 1];
+            let mut cache = self.shared.cache.lock();
             // SAFETY: a free run no list holds.
-            unsafe { cache.push(span) };
-            if cache.count > limit {
-                let spill = (cache.count - limit).max(C::transfer_batch(count));
-                // SAFETY: the thread cache holds only free runs of `count` spans.
-                unsafe { C::global().cache_insert(count, cache, spill) };
+            let over = unsafe {
+                cache.push(
+                    span,
+                    count,
+                    global.epoch(),
+                    C::SPAN_SIZE,
+                    limit,
+                    C::THREAD_CACHE_BYTES,
+                )
+            };
+            if over {
+                drop(cache);
+                self.spill(count, limit);
             }
             return;
         }
         // SAFETY: a free run.
-        unsafe { C::global().release_run(span) };
+        unsafe { global.release_run(span) };
+    }
+
+    /// Moves what the thread cache holds of `count` spans beyond its bounds to the global
+    /// cache.
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, count: usize, limit: usize) {
+        let (chain, n) = self.shared.cache.lock().take_overflow(
+            count,
+            limit,
+            C::transfer_batch(count),
+            C::THREAD_CACHE_BYTES,
+            C::SPAN_SIZE,
+        );
+        // SAFETY: free runs of `count` spans just cut from the thread cache.
+        unsafe { C::global().release_chain(count, chain, n) };
     }
 
     // ---- large blocks --------------------------------------------------------------
 
     /// Allocates a block of `size` bytes aligned to `align` (< span size) in a run of
-    /// spans; the flag says the memory is fresh from the OS. The caller checked the run
-    /// fits [`LARGE_CLASS_COUNT`] spans.
-    pub(crate) fn alloc_large(&mut self, size: usize, align: usize) -> (*mut u8, bool) {
+    /// spans (for a block that `grow`s by `realloc`, from the reserve when it can); the
+    /// flag says the memory is fresh from the OS. The caller checked the run fits
+    /// [`LARGE_CLASS_COUNT`] spans.
+    #[inline]
+    pub(crate) fn alloc_large(&mut self, size: usize, align: usize, grow: bool) -> (*mut u8, bool) {
         let count = Self::large_span_count(size, align);
-        // Reserve first: a large block carved from the front of the reserve can later grow
-        // in place over the spans behind it (`extend_run`); one from the cache cannot.
-        let (span, fresh) = self.acquire_spans(count, false);
+        let (span, fresh) = if grow {
+            self.acquire_for_growth(count)
+        } else {
+            self.acquire_spans(count)
+        };
         if span.is_null() {
             return (ptr::null_mut(), false);
         }
-        // SAFETY: a free run of `count` spans; only block fields are written.
+        let id = self.id();
+        // SAFETY: a free run of `count` spans; only block fields are written. `heap` tells
+        // the free whether the freeing thread's heap allocated it (then its thread cache
+        // takes the run back) or not (then the global cache does, where the allocating
+        // thread and every other find it).
         unsafe {
             (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
             (*span).kind = Kind::Large;
-            (*span).heap = ptr::null_mut();
+            (*span).heap = id;
+            self.count_in_use((*span).span_count as usize * C::SPAN_SIZE);
         }
         let data = Span::data(span) as usize;
         (crate::os::align_up_pow2(data, align) as *mut u8, fresh)
@@ -806,15 +956,15 @@ impl<C: Config> Heap<C> {
                 }
             }
         }
-        for count in 1..=LARGE_CLASS_COUNT {
-            let cache = &mut self.cache[count - 1];
-            let n = cache.count;
-            // SAFETY: thread caches hold free runs of `count` spans.
-            unsafe { global.cache_insert(count, cache, n) };
+        if C::THREAD_CACHE {
+            for count in 1..=LARGE_CLASS_COUNT {
+                let (chain, n) = self.shared.cache.lock().take_stack(count, C::SPAN_SIZE);
+                // SAFETY: thread caches hold free runs of `count` spans.
+                unsafe { global.release_chain(count, chain, n) };
+            }
         }
-        // Aged runs of every span count go back now, not only at the next insert of the
-        // same count (which may never come).
-        global.purge_aged();
+        // A sweep may be due (this thread's last tick may be long ago).
+        global.clock_tick();
         let mut orphans = global.orphans.lock();
         // Set before the last take (SeqCst, paired with the notice push then load in
         // `api::free_remote`): a thread that sends a notice after that take sees the flag
@@ -836,10 +986,23 @@ impl<C: Config> Heap<C> {
         *orphans = self;
     }
 
+    /// `collect()`'s part for this heap (its own thread's, or an orphaned one under the
+    /// orphan lock): takes its notices, so the spans other threads emptied are released,
+    /// and gives its span reserve back to the OS. Its thread cache and spares are given
+    /// back by the sweep `collect()` runs next.
+    pub(crate) fn collect(&mut self) {
+        self.take_notices();
+        self.release_reserve();
+    }
+
     /// Takes an orphaned heap for the calling thread, or creates one; null if the OS
     /// refuses a new heap.
     pub(crate) fn adopt_or_create() -> *mut Heap<C> {
         let global = C::global();
+        // Bring the sweep period up to date before this thread stamps anything: the
+        // period moves on only at clock reads, and one this old would make the runs this
+        // thread caches first look old.
+        global.clock_tick();
         {
             let mut orphans = global.orphans.lock();
             let heap = *orphans;

@@ -96,9 +96,12 @@ pub(crate) unsafe fn realloc<C: Config>(ptr: *mut u8, new_size: usize) -> *mut u
     if moved.is_null() {
         return ptr::null_mut();
     }
-    let stats = &C::global().stats;
-    stats.unmapped::<C>(old_len);
-    stats.mapped::<C>(new_len);
+    C::global().count(|s| {
+        s.unmapped(old_len);
+        s.huge(old_len.wrapping_neg());
+        s.mapped(new_len);
+        s.huge(new_len);
+    });
     // SAFETY: the header moved with the mapping.
     unsafe {
         (*moved.cast::<Span>()).map_size = new_len;
@@ -121,6 +124,9 @@ fn trim_slack<C: Config>(span: *mut Span) {
         }
         (*span).map_head = 0;
         (*span).map_tail = 0;
-        C::global().stats.unmapped::<C>(head + tail);
+        C::global().count(|s| {
+            s.unmapped(head + tail);
+            s.huge((head + tail).wrapping_neg());
+        });
     }
 }

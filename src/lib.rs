@@ -35,6 +35,8 @@ mod deferred;
 #[cfg(not(loom))]
 mod global;
 #[cfg(not(loom))]
+mod global_cache;
+#[cfg(not(loom))]
 mod heap;
 #[cfg(not(loom))]
 mod huge;
@@ -50,6 +52,10 @@ mod stats;
 mod sync;
 #[cfg(not(loom))]
 mod thread;
+#[cfg(not(loom))]
+mod thread_cache;
+#[cfg(not(loom))]
+mod thread_state;
 
 #[cfg(all(test, not(loom)))]
 mod test_config;
@@ -68,7 +74,7 @@ pub use typenum;
 #[cfg(not(loom))]
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::api::{alloc, alloc_zeroed, dealloc, realloc, statistics};
+    pub use crate::api::{alloc, alloc_zeroed, collect, dealloc, realloc, statistics};
     pub use crate::global::Global;
-    pub use crate::thread::ThreadState;
+    pub use crate::thread_state::ThreadState;
 }

@@ -109,8 +109,8 @@ pub(crate) struct Span {
     pub map_head: usize,
     /// Huge blocks: alignment slack mapped after `map_size`.
     pub map_tail: usize,
-    /// Free runs heading a batch of the global cache's aging stack: when the batch went
-    /// there (`os::now_ms`).
+    /// Free runs in a cache: the decay sweep period (`Decay::epoch`) in which the run came
+    /// into its thread cache, or its batch (stamped in the head) into the global cache.
     pub cached_at: u64,
 }
 
@@ -132,6 +132,28 @@ impl Span {
         // SAFETY: the caller guarantees a valid header.
         let offset = unsafe { (*span).offset_from_master } as usize;
         span.cast::<u8>().wrapping_sub(offset * span_size).cast()
+    }
+}
+
+impl Span {
+    /// Splits the free run at `span` after its first `count` spans: `span` becomes a run of
+    /// `count` spans and the rest a run of its own, whose header is written; returns it.
+    /// Both stay counted in their mapping's master, which the rest belongs to as well.
+    ///
+    /// # Safety
+    /// `span` is a free run of more than `count` spans of a mapping of `span_size` spans,
+    /// that no list holds; its memory (the rest's header included) is mapped.
+    pub(crate) unsafe fn split(span: *mut Span, count: usize, span_size: usize) -> *mut Span {
+        // SAFETY: per the contract both headers lie in the run's mapped memory.
+        unsafe {
+            let total = (*span).span_count as usize;
+            debug_assert!(count < total);
+            let rest = span.cast::<u8>().add(count * span_size).cast::<Span>();
+            (*rest).span_count = (total - count) as u32;
+            (*rest).offset_from_master = (*span).offset_from_master + count as u32;
+            (*span).span_count = count as u32;
+            rest
+        }
     }
 }
 
@@ -250,6 +272,34 @@ impl SpanStack {
         self.count += n;
     }
 
+    /// Detaches the runs stamped at or before `cutoff` (`cached_at`), which lie at the
+    /// bottom when stamps never decrease from bottom to top; returns the chain (linked by
+    /// `next`, null-terminated) and its length.
+    pub(crate) fn cut_stamped_before(&mut self, cutoff: u64) -> (*mut Span, usize) {
+        let mut kept = 0;
+        let mut above: *mut Span = ptr::null_mut();
+        let mut cur = self.head;
+        // SAFETY: every span on the stack is a valid header.
+        unsafe {
+            while !cur.is_null() && (*cur).cached_at > cutoff {
+                above = cur;
+                cur = (*cur).next;
+                kept += 1;
+            }
+            if cur.is_null() {
+                return (cur, 0);
+            }
+            if above.is_null() {
+                self.head = ptr::null_mut();
+            } else {
+                (*above).next = ptr::null_mut();
+            }
+        }
+        let cut = self.count - kept;
+        self.count = kept;
+        (cur, cut)
+    }
+
     /// Pops a run, or null.
     #[inline]
     pub(crate) fn pop(&mut self) -> *mut Span {
@@ -323,6 +373,33 @@ mod tests {
         assert_eq!(popped, vec![ptrs[4], ptrs[3], ptrs[2]]);
         assert_eq!(a.take_chain(10).1, 2);
         assert_eq!(a.take_chain(1), (ptr::null_mut(), 0));
+    }
+
+    #[test]
+    fn cut_takes_the_old_bottom_of_a_stack() {
+        let mut spans: Vec<Box<Span>> = (0..5).map(|_| blank()).collect();
+        let p: Vec<*mut Span> = spans.iter_mut().map(|s| &mut **s as *mut Span).collect();
+        let mut st = SpanStack::EMPTY;
+        for (stamp, &s) in p.iter().enumerate() {
+            // SAFETY: headers outlive the stack.
+            unsafe {
+                (*s).cached_at = stamp as u64;
+                st.push(s);
+            }
+        }
+        assert_eq!(st.cut_stamped_before(0), (p[0], 1));
+        assert_eq!(st.count, 4);
+        assert_eq!(st.cut_stamped_before(2), (p[2], 2));
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!((*p[2]).next, p[1]);
+            assert!((*p[1]).next.is_null(), "the first cut ended the chain");
+            assert!((*p[3]).next.is_null(), "the second cut ended the stack");
+        }
+        assert_eq!((st.count, st.head), (2, p[4]));
+        assert_eq!(st.cut_stamped_before(2), (ptr::null_mut(), 0));
+        assert_eq!(st.cut_stamped_before(10), (p[4], 2));
+        assert!(st.head.is_null() && st.count == 0);
     }
 
     #[test]

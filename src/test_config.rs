@@ -9,8 +9,8 @@ macro_rules! test_config {
         const _: () = {
             static GLOBAL: crate::global::Global<$name> = crate::global::Global::new();
             std::thread_local! {
-                static THREAD: crate::thread::ThreadState =
-                    const { crate::thread::ThreadState::new() };
+                static THREAD: crate::thread_state::ThreadState =
+                    const { crate::thread_state::ThreadState::new() };
             }
             // SAFETY: one static and one thread-local of its own, as the trait requires.
             unsafe impl crate::Config for $name {
@@ -19,7 +19,7 @@ macro_rules! test_config {
                 fn global() -> &'static crate::global::Global<Self> {
                     &GLOBAL
                 }
-                fn thread_state() -> *const crate::thread::ThreadState {
+                fn thread_state() -> *const crate::thread_state::ThreadState {
                     THREAD.with(|t| t as *const _)
                 }
             }

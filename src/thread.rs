@@ -1,12 +1,9 @@
-//! The per-thread slot, thread setup on first allocation, and thread exit.
+//! Thread setup on first allocation, and thread exit.
 //!
-//! Each `define_rpmalloc!` expansion declares its own `thread_local!` holding a
-//! [`ThreadState`] with a `const` initialiser. The type has no `Drop`, so the standard
-//! library compiles it to a bare `#[thread_local]` static: reading it is one
-//! `fs`-relative load, with no lazy-init test and no destructor registration, and it stays
-//! readable while the thread's other destructors run. (The `thread_local` crate cannot
-//! serve here: it allocates its per-thread buckets through the global allocator — that is,
-//! through us — and guards its thread ids with a mutex.)
+//! The per-thread slot ([`ThreadState`], `thread_state.rs`) is a `thread_local!` of each
+//! `define_rpmalloc!` expansion. (The `thread_local` crate cannot serve here: it allocates
+//! its per-thread buckets through the global allocator — that is, through us — and guards
+//! its thread ids with a mutex.)
 //!
 //! Thread exit is caught with a pthread key destructor, created once per configuration.
 //! glibc runs pthread key destructors after the Rust/C++ thread-local destructors, so
@@ -14,41 +11,15 @@
 //! dead and any later allocation goes through an orphaned heap under the orphan lock.
 
 use crate::config::Config;
-use crate::heap::{empty_bins, Bins, Heap};
-use core::cell::Cell;
+use crate::heap::{empty_bins, Heap};
+use crate::thread_state::{ThreadState, DEAD, LIVE};
 use core::sync::atomic::Ordering;
-
-/// No heap yet; the next slow-path allocation sets one up.
-pub(crate) const UNINIT: u8 = 0;
-/// The thread owns the heap in `heap`.
-pub(crate) const LIVE: u8 = 1;
-/// The thread's heap has been orphaned at thread exit.
-pub(crate) const DEAD: u8 = 2;
-
-/// The per-thread slot of one allocator instance (used by `define_rpmalloc!`).
-pub struct ThreadState {
-    /// The thread's heap, or the shared empty bins before setup and after exit.
-    pub(crate) heap: Cell<*mut Bins>,
-    /// [`UNINIT`], [`LIVE`] or [`DEAD`].
-    pub(crate) status: Cell<u8>,
-}
-
-impl ThreadState {
-    /// The state of a thread that has not allocated yet.
-    #[allow(clippy::new_without_default)]
-    pub const fn new() -> Self {
-        ThreadState {
-            heap: Cell::new(empty_bins()),
-            status: Cell::new(UNINIT),
-        }
-    }
-}
 
 /// Gives the calling thread a heap (adopting an orphaned one if any). False when the OS
 /// refused memory for a new heap.
 ///
 /// # Safety
-/// `state` is the calling thread's slot of configuration `C`, with status [`UNINIT`].
+/// `state` is the calling thread's slot of configuration `C`, with status `UNINIT`.
 #[cold]
 pub(crate) unsafe fn init_thread<C: Config>(state: &ThreadState) -> bool {
     let heap = Heap::<C>::adopt_or_create();

@@ -18,8 +18,10 @@ use std::sync::Mutex;
 use std::thread;
 
 define_rpmalloc!(NoCache, < enable_thread_cache: false, enable_global_cache: false >);
-// Default caches (64 KiB spans, 32 single spans per thread, 3200 in the global cache).
-define_rpmalloc!(Cached, < enable_statistics: true >);
+// Default caches (64 KiB spans, 32 single spans per thread, 3200 in the global cache),
+// but no decay: these tests are about the caches' bounds and ageing, and must not depend on
+// how fast the machine runs them (the decay tests drive a clock of their own).
+define_rpmalloc!(Cached, < enable_statistics: true, decay_ms: never >);
 
 const MIB: usize = 1 << 20;
 /// Default span size and `max_global_span_cache`.
@@ -30,8 +32,10 @@ const GLOBAL_SINGLE_SPAN_LIMIT: usize = MAX_GLOBAL_SPAN_CACHE * SPAN;
 /// Allowance for what is resident for other reasons: heap records, span headers, the
 /// size classes' active spans, the test harness.
 const SLACK: usize = 32 * MIB;
-/// `CACHE_AGING_MS` in `src/params.rs`: how long runs over the global cache's limit wait.
-const AGING_MS: u64 = 250;
+/// How long runs over the global cache's limit may wait: `CACHE_AGING_MS` (250 ms) in
+/// `src/params.rs`, plus up to one sweep period (125 ms) before the sweep that finds them
+/// old, plus slack for the machine.
+const AGING_MS: u64 = 250 + 125 + 100;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -163,9 +167,9 @@ fn with_caches_an_exited_thread_leaves_at_most_the_global_cache() {
         stats.global_cache / MIB
     );
 
-    // Once the ageing runs are older than the ageing time (250 ms), the next run that
-    // reaches the global cache (here: a thread's exit) sends them back to the OS.
-    thread::sleep(std::time::Duration::from_millis(AGING_MS + 100));
+    // Once the ageing runs are older than the ageing time, the next clock read (here: a
+    // new thread's setup) finds them old, and its sweep sends them back to the OS.
+    thread::sleep(std::time::Duration::from_millis(AGING_MS));
     thread::spawn(|| {
         let blocks = allocate_touched(&Cached, &[40 << 10]);
         check_and_free(&Cached, blocks);
@@ -231,10 +235,10 @@ fn with_caches_an_exited_thread_leaves_at_most_the_global_cache() {
 }
 
 // Its own configuration, so the runs the other tests leave cached do not count here.
-define_rpmalloc!(AgedElsewhere, < enable_statistics: true >);
+define_rpmalloc!(AgedElsewhere, < enable_statistics: true, decay_ms: never >);
 
 #[test]
-fn ageing_runs_go_back_when_another_span_count_uses_the_global_cache() {
+fn ageing_runs_go_back_when_a_live_thread_uses_other_span_counts() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
 
     // An exiting thread frees 8000 single-span runs (40 KiB blocks): the global cache keeps
@@ -254,9 +258,9 @@ fn ageing_runs_go_back_when_another_span_count_uses_the_global_cache() {
     let before = rss();
 
     // Past the ageing time, this thread — alive, so no thread-exit purge — touches only
-    // runs of 3 spans (150 KiB blocks): 120 of them overflow its thread cache (99 such
-    // runs) into the global cache, and that insert gives back the expired single spans.
-    thread::sleep(std::time::Duration::from_millis(AGING_MS + 100));
+    // runs of 3 spans (150 KiB blocks): its allocations tick, a tick reads the clock, and
+    // the sweep gives back the expired single spans though no thread touches that count.
+    thread::sleep(std::time::Duration::from_millis(AGING_MS));
     let blocks = allocate_touched(&AgedElsewhere, &[150 << 10; 120]);
     check_and_free(&AgedElsewhere, blocks);
     let stats = AgedElsewhere.statistics().unwrap();
@@ -277,7 +281,7 @@ fn ageing_runs_go_back_when_another_span_count_uses_the_global_cache() {
 }
 
 // Its own configuration, so only this test's spans are counted.
-define_rpmalloc!(SharedSpans, < enable_statistics: true >);
+define_rpmalloc!(SharedSpans, < enable_statistics: true, decay_ms: never >);
 
 #[test]
 fn spans_one_live_thread_frees_serve_another_live_thread() {

@@ -59,6 +59,10 @@ pub fn expand(input: &Input) -> TokenStream {
                     let value = Literal::u64_unsuffixed(value);
                     (quote!(usize), quote!(#value))
                 }
+                Value::Millis(value) => {
+                    let value = Literal::u64_unsuffixed(value);
+                    (quote!(u64), quote!(#value))
+                }
             };
             quote!(const #constant: #ty = #value;)
         });
@@ -142,6 +146,17 @@ pub fn expand(input: &Input) -> TokenStream {
                 pub fn statistics(&self) -> ::core::option::Option<::rpmalloc::Statistics> {
                     ::rpmalloc::__private::statistics::<__RpmallocConfig>()
                 }
+
+                /// Gives this instance's cached memory back to the OS now: every span
+                /// and run in every thread cache and in the global cache, every spare
+                /// span, and the span reserves of the calling thread and of exited
+                /// threads. Memory that holds live blocks stays, and so do other live
+                /// threads' span reserves (address space their threads carve next, never
+                /// touched).
+                #[allow(dead_code)]
+                pub fn collect(&self) {
+                    ::rpmalloc::__private::collect::<__RpmallocConfig>()
+                }
             }
         };
     }
@@ -173,6 +188,8 @@ fn generated_docs(input: &Input) -> TokenStream {
         let value = match input.setting(key.name).map(|setting| setting.value) {
             Some(Value::Int(value)) => value.to_string(),
             Some(Value::Bool(value)) => value.to_string(),
+            Some(Value::Millis(keys::NEVER)) => "never".to_string(),
+            Some(Value::Millis(value)) => value.to_string(),
             None => format!("{} (default)", key.default),
         };
         lines.push(format!(" | `{}` | {value} |", key.name));

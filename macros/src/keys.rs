@@ -10,6 +10,12 @@ pub const MAX_SPAN_SIZE: u64 = 262_144;
 pub enum Kind {
     /// `true` or `false`.
     Bool,
+    /// A duration in milliseconds: an integer literal in `0..=max`, or `never`
+    /// ([`NEVER`]). Its constant is a `u64`.
+    Millis {
+        /// Largest finite value accepted.
+        max: u64,
+    },
     /// An integer literal in `min..=max`, a power of two when `power_of_two`.
     Int {
         /// Smallest value accepted.
@@ -53,6 +59,13 @@ const fn int(min: u64, max: u64) -> Kind {
 
 /// The key that selects the span size; it becomes `Config::SpanSize` rather than a constant.
 pub const SPAN_SIZE: &str = "span_size";
+
+/// The value `never` of a [`Kind::Millis`] key; `rpmalloc::config::DECAY_NEVER`.
+pub const NEVER: u64 = u64::MAX;
+/// Largest finite `decay_ms`; `rpmalloc::config::MAX_DECAY_MS`.
+pub const MAX_DECAY_MS: u64 = 3_600_000;
+/// Largest cache byte budget; `rpmalloc::config::MAX_CACHE_BYTES`.
+pub const MAX_CACHE_BYTES: u64 = 1 << 40;
 
 /// Every key, in the order they are listed in messages and documentation.
 pub static KEYS: &[Key] = &[
@@ -110,6 +123,21 @@ pub static KEYS: &[Key] = &[
         name: "global_cache_multiplier",
         kind: int(1, 1024),
         default: "8",
+    },
+    Key {
+        name: "max_thread_cache_bytes",
+        kind: int(0, MAX_CACHE_BYTES),
+        default: "8388608",
+    },
+    Key {
+        name: "max_global_cache_bytes",
+        kind: int(0, MAX_CACHE_BYTES),
+        default: "536870912",
+    },
+    Key {
+        name: "decay_ms",
+        kind: Kind::Millis { max: MAX_DECAY_MS },
+        default: "1000",
     },
     Key {
         name: "enable_huge_pages",
@@ -209,7 +237,7 @@ mod tests {
 
     #[test]
     fn table_matches_config_names() {
-        assert_eq!(KEYS.len(), 12);
+        assert_eq!(KEYS.len(), 15);
         assert_eq!(
             lookup("span_map_count").unwrap().const_name(),
             "SPAN_MAP_COUNT"

@@ -19,6 +19,8 @@ pub enum Value {
     Bool(bool),
     /// An integer key's value, already checked against the key's rule.
     Int(u64),
+    /// A duration key's value in milliseconds (`u64::MAX` for `never`), checked.
+    Millis(u64),
 }
 
 /// One valid `key: value` entry.
@@ -207,6 +209,8 @@ fn parse_entry(
 /// A value as written, before checking it against a key's rule.
 enum Raw {
     Bool(bool),
+    /// The identifier `never`.
+    Never,
     /// An integer literal, possibly negated.
     Int(syn::LitInt, bool),
     Other,
@@ -220,6 +224,7 @@ fn classify(tokens: &[TokenTree]) -> Raw {
         }
         [TokenTree::Ident(ident)] if ident == "true" => Raw::Bool(true),
         [TokenTree::Ident(ident)] if ident == "false" => Raw::Bool(false),
+        [TokenTree::Ident(ident)] if ident == "never" => Raw::Never,
         [TokenTree::Literal(literal)] => match Lit::new(literal.clone()) {
             Lit::Int(int) => Raw::Int(int, false),
             _ => Raw::Other,
@@ -250,6 +255,25 @@ fn check_value(key: &Key, tokens: &[TokenTree], colon: Span) -> syn::Result<Valu
             Raw::Bool(value) => Ok(Value::Bool(value)),
             _ => Err(error(format!("`{name}` takes a bool (`true` or `false`)"))),
         },
+        Kind::Millis { max } => {
+            let rule =
+                format!("`{name}` takes a number of milliseconds between 0 and {max}, or `never`");
+            match classify(tokens) {
+                Raw::Never => Ok(Value::Millis(keys::NEVER)),
+                Raw::Int(literal, false) if matches!(literal.suffix(), "" | "u64") => {
+                    match literal.base10_parse::<u64>() {
+                        Ok(value) if value <= max => Ok(Value::Millis(value)),
+                        _ => Err(error(format!("{rule}, got {}", literal.to_token_stream()))),
+                    }
+                }
+                Raw::Int(literal, negative) => Err(error(format!(
+                    "{rule}, got {}{}",
+                    if negative { "-" } else { "" },
+                    literal.to_token_stream()
+                ))),
+                _ => Err(error(rule)),
+            }
+        }
         Kind::Int {
             min,
             max,

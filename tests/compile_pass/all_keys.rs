@@ -18,6 +18,9 @@ define_rpmalloc!(
         max_thread_span_large_cache: 50,
         max_global_span_cache: 500,
         global_cache_multiplier: 4,
+        max_thread_cache_bytes: 4_194_304,
+        max_global_cache_bytes: 0x1000_0000usize,
+        decay_ms: 250,
         enable_huge_pages: false,
         enable_statistics: true,
     >,
@@ -31,6 +34,8 @@ define_rpmalloc!(
     pub(crate) Plain
 );
 define_rpmalloc!(Smallest, < span_size: 4096, >);
+define_rpmalloc!(Hoarding, < decay_ms: never, max_global_cache_bytes: 0 >);
+define_rpmalloc!(Prompt, < decay_ms: 0 >);
 define_rpmalloc!(Largest, < span_size: 262144 >,);
 define_rpmalloc!(FastAlloc, < enable_thread_cache: true >);
 define_rpmalloc!(LeanAlloc, < enable_thread_cache: false, enable_global_cache: false, span_size: 262144 >);
@@ -70,6 +75,9 @@ fn main() {
     round_trip(&Empty);
     round_trip(&Plain);
     round_trip(&Smallest);
+    round_trip(&Hoarding);
+    round_trip(&Prompt);
+    Prompt.collect();
     round_trip(&Largest);
     round_trip(&LeanAlloc);
     round_trip(&Through);

@@ -1468,8 +1468,8 @@ fn report(
              last free. *Peak RSS*: `VmHWM`. *After frees*: `VmRSS` right after the last free, \
              every worker thread still alive and idle. *After idle*: `VmRSS` after 2 s more of \
              light activity on another thread (32 small blocks allocated and freed every \
-             10 ms), the workers still idle. Memory ratios are given to C rpmalloc and, after \
-             the slash, to jemalloc."
+             10 ms), the workers still idle. Memory ratios are given to C rpmalloc (C) and to \
+             jemalloc (je)."
         );
     }
     let _ = writeln!(
@@ -1487,6 +1487,21 @@ fn report(
         let _ = writeln!(s, "## {}: {}\n", set.name, set.title);
         let _ = writeln!(s, "`rpbench run {}`\n", set.args.join(" "));
         if set.handoff {
+            // A memory cell: the figure, then its ratios to C rpmalloc and to jemalloc.
+            let memory = |r: &Row, bytes: u64, k: fn(&Ratios) -> f64| {
+                let mut q = Vec::new();
+                if let Some(c) = r.to_c.filter(|_| r.peer != BASELINE) {
+                    q.push(format!("{:.2}× C", k(&c)));
+                }
+                if let Some(j) = r.to_jemalloc.filter(|_| r.peer != MEMORY_REFERENCE) {
+                    q.push(format!("{:.2}× je", k(&j)));
+                }
+                if q.is_empty() {
+                    format!("{:.1}", mib(bytes))
+                } else {
+                    format!("{:.1} ({})", mib(bytes), q.join(", "))
+                }
+            };
             header(&mut s, set, &["time s", "peak RSS MiB"]);
             for peer in peers {
                 let _ = write!(s, "| {peer} |");
@@ -1498,34 +1513,15 @@ fn report(
                     };
                     format!("{:.2}{q}", r.wall_s)
                 });
-                cells(&mut s, set, peer, &|r| {
-                    format!(
-                        "{:.1}{}{}",
-                        mib(r.peak),
-                        ratio(r, BASELINE, |q| q.peak),
-                        ratio(r, MEMORY_REFERENCE, |q| q.peak).replace(" (", " / ")
-                    )
-                });
+                cells(&mut s, set, peer, &|r| memory(r, r.peak, |q| q.peak));
                 let _ = writeln!(s);
             }
             let _ = writeln!(s);
             header(&mut s, set, &["RSS after frees MiB", "RSS after idle MiB"]);
             for peer in peers {
                 let _ = write!(s, "| {peer} |");
-                cells(&mut s, set, peer, &|r| {
-                    format!(
-                        "{:.1}{}",
-                        mib(r.after),
-                        ratio(r, MEMORY_REFERENCE, |q| q.after).replace(" (", " / ")
-                    )
-                });
-                cells(&mut s, set, peer, &|r| {
-                    format!(
-                        "{:.1}{}",
-                        mib(r.idle),
-                        ratio(r, MEMORY_REFERENCE, |q| q.idle).replace(" (", " / ")
-                    )
-                });
+                cells(&mut s, set, peer, &|r| memory(r, r.after, |q| q.after));
+                cells(&mut s, set, peer, &|r| memory(r, r.idle, |q| q.idle));
                 let _ = writeln!(s);
             }
             let _ = writeln!(
