@@ -44,6 +44,10 @@ pub struct Global<C> {
     epoch: AtomicU64,
     /// The period of the last sweep.
     swept: AtomicU64,
+    /// Unit tests: milliseconds added to this configuration's clock (`advance_clock`), so
+    /// decay is tested without sleeping.
+    #[cfg(test)]
+    clock_offset: AtomicU64,
     /// Held by the thread running a sweep or `collect()` (and across `fork`): one at a
     /// time, and a sweep due meanwhile is skipped, not waited for.
     maintenance: SpinLock<()>,
@@ -69,6 +73,8 @@ impl<C: Config> Global<C> {
             heaps: AtomicPtr::new(ptr::null_mut()),
             epoch: AtomicU64::new(1),
             swept: AtomicU64::new(0),
+            #[cfg(test)]
+            clock_offset: AtomicU64::new(0),
             maintenance: SpinLock::new(()),
             orphans: SpinLock::new(ptr::null_mut()),
             exit_key: AtomicUsize::new(0),
@@ -278,6 +284,21 @@ impl<C: Config> Global<C> {
         })
     }
 
+    /// The clock decay runs on, in milliseconds (`os::now_ms`, plus the test offset).
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        #[cfg(test)]
+        return os::now_ms() + self.clock_offset.load(Ordering::Relaxed);
+        #[cfg(not(test))]
+        os::now_ms()
+    }
+
+    /// Unit tests: moves this configuration's clock `ms` milliseconds on.
+    #[cfg(test)]
+    pub(crate) fn advance_clock(&self, ms: u64) {
+        self.clock_offset.fetch_add(ms, Ordering::Relaxed);
+    }
+
     /// Reads the clock, moves the sweep period on, and runs a decay sweep if one is due
     /// (see the module doc). Cheap when none is; callers rate-limit it with their tick
     /// counters.
@@ -288,7 +309,7 @@ impl<C: Config> Global<C> {
         }
         // Periods count from 1, so a cutoff of 0 cuts nothing (`decay_ms: never`, or
         // nothing old enough yet).
-        let epoch = os::now_ms() / C::SWEEP_PERIOD_MS + 1;
+        let epoch = self.now_ms() / C::SWEEP_PERIOD_MS + 1;
         self.epoch.fetch_max(epoch, Ordering::Relaxed);
         if epoch <= self.swept.load(Ordering::Relaxed) {
             return;

@@ -6,6 +6,8 @@ use crate::test_config::{span_counting_config, test_config};
 use crate::Config;
 use core::alloc::Layout;
 
+mod memory;
+
 test_config!(Default64k, typenum::U65536, ENABLE_STATISTICS: bool = true);
 test_config!(
     NoCache16k,
