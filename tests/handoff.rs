@@ -45,7 +45,7 @@ fn hand_off(
         .map(|p| {
             let tx = tx.clone();
             thread::spawn(move || {
-                let mut x = 0x9e37_79b9 ^ (p as u64 + 1) * 0x1234_5678_9abc;
+                let mut x = 0x9e37_79b9 ^ ((p as u64 + 1) * 0x1234_5678_9abc);
                 let mut out = Vec::with_capacity(batch);
                 for _ in 0..blocks {
                     let l = Layout::from_size_align(size(&mut x), 16).unwrap();

@@ -257,7 +257,7 @@ fn ageing_runs_go_back_when_a_live_thread_uses_other_span_counts() {
     );
     let before = rss();
 
-    // Past the ageing time, this thread — alive, so no thread-exit purge — touches only
+    // Past the ageing time, this thread — alive, so no thread-exit clock read — touches only
     // runs of 3 spans (150 KiB blocks): its allocations tick, a tick reads the clock, and
     // the sweep gives back the expired single spans though no thread touches that count.
     thread::sleep(std::time::Duration::from_millis(AGING_MS));

@@ -24,6 +24,11 @@ define_rpmalloc!(
     /// The port with the thread and global span caches compiled out.
     pub RpNoCache, < enable_thread_cache: false, enable_global_cache: false >
 );
+define_rpmalloc!(
+    /// The default configuration with statistics, for diagnosis (`rpbench run --alloc
+    /// ours-stats` prints where its memory is at the end); not one of the compared peers.
+    pub RpStats, < enable_statistics: true >
+);
 
 /// The names [`by_name`] knows, in the order reports list them.
 pub const PEERS: [&str; 6] = [
@@ -40,16 +45,23 @@ pub const BASELINE: &str = "crpmalloc";
 
 static OURS: RpDefault = RpDefault;
 static OURS_NOCACHE: RpNoCache = RpNoCache;
+static OURS_STATS: RpStats = RpStats;
 static CRPMALLOC: CRpmalloc = CRpmalloc;
 static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static SYSTEM: System = System;
 
-/// The allocator called `name` (one of [`PEERS`]).
+/// `ours-stats`' statistics, for `rpbench run` to print.
+pub fn ours_stats() -> Option<rpmalloc::Statistics> {
+    RpStats.statistics()
+}
+
+/// The allocator called `name` (one of [`PEERS`], or `ours-stats`).
 pub fn by_name(name: &str) -> Option<&'static (dyn GlobalAlloc + Sync)> {
     Some(match name {
         "ours" => &OURS,
         "ours-nocache" => &OURS_NOCACHE,
+        "ours-stats" => &OURS_STATS,
         "crpmalloc" => &CRPMALLOC,
         "mimalloc" => &MIMALLOC,
         "jemalloc" => &JEMALLOC,

@@ -96,6 +96,8 @@ pub(crate) struct Settings {
     pub mix: Mix,
     pub idle_ms: u64,
     pub seed: u64,
+    /// Print `ours-stats`' statistics after the last free (when that is the allocator).
+    pub diagnose: bool,
 }
 
 /// `Block`s are plain memory; a batch of them crosses to the consumer whole.
@@ -167,6 +169,9 @@ pub(crate) fn run(a: Alloc, s: Settings, quiet: bool) -> Outcome {
 
     // Wait for the consumer's last free without joining (the workers stay alive).
     done.wait();
+    if s.diagnose {
+        super::print_ours_stats("after the last free");
+    }
     // Light activity on this thread while the workers stay parked: a server's
     // housekeeping between bursts, through the allocator under test.
     let idle = Duration::from_millis(s.idle_ms);

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use rpmalloc_bench::{by_name, BASELINE, PEERS};
+use rpmalloc_bench::{by_name, ours_stats, BASELINE, PEERS};
 
 mod handoff;
 use handoff::{mix_name, parse_mix, Mix};
@@ -749,6 +749,7 @@ fn run(p: Params) -> RunResult {
             mix: p.mix,
             idle_ms: p.idle_ms as u64,
             seed: p.seed,
+            diagnose: p.alloc == "ours-stats",
         };
         let out = handoff::run(alloc, settings, p.quiet);
         let (_, peak_rss) = rss();
@@ -955,6 +956,9 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
             String::new()
         }
     );
+    if p.alloc == "ours-stats" {
+        print_ours_stats("at the end");
+    }
     // Machine-readable, for `rpbench all`.
     println!(
         "RESULT alloc={} mode={} threads={} ops={} cpu_s={:.6} wall_s={:.6} rss_start={} peak_rss={} rss_after={} rss_idle={}",
@@ -970,6 +974,27 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         r.rss_idle
     );
     Ok(())
+}
+
+/// `--alloc ours-stats`: where its memory is (`label` says when).
+fn print_ours_stats(label: &str) {
+    if let Some(s) = ours_stats() {
+        eprintln!(
+            "rpbench: ours-stats {label}: mapped {:.1} MiB (peak {:.1}), in use {:.1}, live \
+             {:.1}, thread caches {:.1}, global cache {:.1}, reserves {:.1}, released {:.1}, \
+             heap records {:.1} ({} heaps)",
+            mib(s.mapped as u64),
+            mib(s.mapped_peak as u64),
+            mib(s.in_use as u64),
+            mib(s.live as u64),
+            mib(s.thread_cache as u64),
+            mib(s.global_cache as u64),
+            mib(s.reserve as u64),
+            mib(s.released as u64),
+            mib(s.heap_records as u64),
+            s.heaps
+        );
+    }
 }
 
 // ---- the driver --------------------------------------------------------------------------
@@ -1734,7 +1759,8 @@ usage:
               [--blocks N] [--batch N] [--queue N] [--idle-ms N]
   rpbench all [--threads 1,2,8] [--peers a,b,...] [--sets classic,handoff,std1,...]
               [--scale F] [--repeat N] [--docs DIR | --no-docs] [run options...]
-allocators: ours, ours-nocache, crpmalloc, mimalloc, jemalloc, system
+allocators: ours, ours-nocache, crpmalloc, mimalloc, jemalloc, system (and ours-stats: ours
+  with statistics, printed at the end of `run`; not one of the compared peers)
 sets: std1 std2 larson realloc (group `classic`, at 1, 2, 8 threads), handoff-small
 handoff-medium handoff-large handoff-mixed (group `handoff`, at 1 and 4 producers)
 `run` prints a RESULT line on stdout (with `--phase-rss`, also each pass's and round's own
