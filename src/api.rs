@@ -30,7 +30,7 @@ fn thread_state<C: Config>() -> &'static ThreadState {
 /// another thread's), reading the clock for decay every `TICKS_PER_CLOCK_READ` events.
 #[inline]
 fn tick<C: Config>() {
-    if thread_state::<C>().tick() {
+    if thread_state::<C>().ticks.tick() {
         C::global().clock_tick();
     }
 }
@@ -131,10 +131,8 @@ unsafe fn alloc_uncounted<C: Config>(layout: Layout) -> *mut u8 {
             let span = (*bin).span;
             if !span.is_null() {
                 let list = (*span).free_list;
-                if !list.is_null()
-                    && Heap::<C>::from_bins(bins).notices.is_empty_relaxed()
-                    && thread_state::<C>().quiet_tick()
-                {
+                let heap = Heap::<C>::from_bins(bins);
+                if !list.is_null() && heap.notices.is_empty_relaxed() && heap.ticks.quiet_tick() {
                     (*span).free_list = ptr::null_mut();
                     (*span).used = (*span).limit;
                     (*bin).free = (*list).next;
@@ -148,7 +146,7 @@ unsafe fn alloc_uncounted<C: Config>(layout: Layout) -> *mut u8 {
         }
     }
     // SAFETY: forwarded contract.
-    unsafe { alloc_slow::<C>(layout, false, false) }
+    unsafe { alloc_slow::<C, false, false>(layout) }
 }
 
 /// `GlobalAlloc::alloc_zeroed` for configuration `C`: memory fresh from the OS is not
@@ -169,7 +167,7 @@ pub unsafe fn alloc_zeroed<C: Config>(layout: Layout) -> *mut u8 {
         return p;
     }
     // SAFETY: forwarded contract.
-    let p = unsafe { alloc_slow::<C>(layout, true, false) };
+    let p = unsafe { alloc_slow::<C, true, false>(layout) };
     if C::ENABLE_STATISTICS {
         count_alloc::<C>(p, layout);
     }
@@ -177,11 +175,12 @@ pub unsafe fn alloc_zeroed<C: Config>(layout: Layout) -> *mut u8 {
 }
 
 /// Everything the inline path does not serve: thread setup, refills, large, huge and
-/// aligned blocks, allocation after thread exit. `zero`: the block must read as zero;
-/// `grow`: it is the new home of a block growing by `realloc`.
+/// aligned blocks, allocation after thread exit. `ZERO`: the block must read as zero;
+/// `GROW`: it is the new home of a block growing by `realloc`. (Constants, not arguments:
+/// the inline path's tail call then passes the layout alone, and keeps its registers.)
 #[cold]
 #[inline(never)]
-unsafe fn alloc_slow<C: Config>(layout: Layout, zero: bool, grow: bool) -> *mut u8 {
+unsafe fn alloc_slow<C: Config, const ZERO: bool, const GROW: bool>(layout: Layout) -> *mut u8 {
     #[allow(clippy::let_unit_value)]
     let () = C::VALID;
     let state = thread_state::<C>();
@@ -190,9 +189,9 @@ unsafe fn alloc_slow<C: Config>(layout: Layout, zero: bool, grow: bool) -> *mut 
             LIVE => {
                 // SAFETY: a live slot holds this thread's heap.
                 let heap = unsafe { Heap::<C>::from_bins(state.heap.get()) };
-                return alloc_from::<C>(heap, layout, zero, grow);
+                return alloc_from::<C>(heap, layout, ZERO, GROW);
             }
-            DEAD => return alloc_after_exit::<C>(layout, zero),
+            DEAD => return alloc_after_exit::<C>(layout, ZERO),
             _ => {
                 // SAFETY: our own slot, not yet set up.
                 if !unsafe { init_thread::<C>(state) } {
@@ -326,7 +325,7 @@ pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
                 (*span).free_list = block;
                 let used = (*span).used - 1;
                 (*span).used = used;
-                if used != 0 && (*span).state != State::Full {
+                if used != 0 && (*span).state() != State::Full {
                     return;
                 }
                 return Heap::<C>::from_bins(bins).free_transition(span);
@@ -565,7 +564,7 @@ unsafe fn alloc_growing<C: Config>(layout: Layout) -> *mut u8 {
         return unsafe { alloc::<C>(layout) };
     }
     // SAFETY: forwarded contract.
-    let p = unsafe { alloc_slow::<C>(layout, false, true) };
+    let p = unsafe { alloc_slow::<C, false, true>(layout) };
     if C::ENABLE_STATISTICS {
         count_alloc::<C>(p, layout);
     }

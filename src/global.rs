@@ -348,6 +348,25 @@ impl<C: Config> Global<C> {
                 unsafe { self.unmap_batches(cut) };
             }
         }
+        // Idle heaps' notices: the spans other threads emptied, released though the heap's
+        // thread does not allocate (`Heap::sweep_notices`). A heap taking its notices
+        // (its lock held) is skipped; orphaned heaps settle theirs at each notice.
+        for heap in self.heaps() {
+            // SAFETY: `heap.heap` is the heap this part belongs to, never unmapped.
+            let target = heap.heap.cast::<Heap<C>>();
+            // SAFETY: only the atomic notice list and flag are read before the lock.
+            let (notices, orphaned) = unsafe { (&(*target).notices, &(*target).orphaned) };
+            if notices.is_empty_relaxed() || orphaned.load(Ordering::Relaxed) {
+                continue;
+            }
+            let Some(_lock) = heap.lock.try_lock() else {
+                continue;
+            };
+            if !orphaned.load(Ordering::Relaxed) {
+                // SAFETY: not orphaned, and we hold its heap lock.
+                unsafe { Heap::sweep_notices(target) };
+            }
+        }
         if C::THREAD_CACHE && cutoff > 0 {
             for slot in self.heaps() {
                 // A sweep skips a cache its owner is using (it is not idle then).
@@ -486,6 +505,9 @@ impl<C: Config> Global<C> {
         // a global cache count.
         self.maintenance.raw_lock();
         self.orphans.raw_lock();
+        for heap in self.heaps() {
+            heap.lock.raw_lock();
+        }
         for slot in self.heaps() {
             slot.cache.raw_lock();
         }
@@ -503,6 +525,9 @@ impl<C: Config> Global<C> {
             for slot in self.heaps() {
                 slot.cache.raw_unlock();
             }
+            for heap in self.heaps() {
+                heap.lock.raw_unlock();
+            }
             self.orphans.raw_unlock();
             self.maintenance.raw_unlock();
         }
@@ -519,6 +544,7 @@ impl<C: Config> Global<C> {
             self.cache.reset_locks();
             for slot in self.heaps() {
                 slot.cache.force_unlock();
+                slot.lock.force_unlock();
             }
             self.orphans.force_unlock();
             self.maintenance.force_unlock();

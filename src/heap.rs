@@ -28,6 +28,7 @@ use crate::size_class::MAX_CLASS_COUNT;
 use crate::span::{Block, Kind, Span, SpanDList, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
 use crate::stats::{HeapCounters, Writer};
 use crate::thread_cache::HeapShared;
+use crate::thread_state::Ticks;
 use core::marker::PhantomData;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +87,10 @@ pub(crate) struct Heap<C> {
     /// [`RemoteList`](crate::remote::RemoteList)) and received a remote free. Linked
     /// through `Span::notice_link`.
     pub notices: DeferredList,
+    /// Allocator events of this heap (bin refills, spans acquired) left until it next
+    /// reads the clock for a decay sweep; beside `notices`, which the inline refill reads
+    /// too, so the refill's count touches no other cache line.
+    pub ticks: Ticks,
     /// Set while the heap has no thread (on the orphan list).
     pub orphaned: AtomicBool,
     /// Set while some thread drains this orphaned heap on its behalf (`api::drain_orphan`).
@@ -120,6 +125,7 @@ impl<C: Config> Heap<C> {
             bin: [Bin::EMPTY; MAX_CLASS_COUNT],
         },
         notices: DeferredList::new(),
+        ticks: Ticks::new(),
         orphaned: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         partial: [ptr::null_mut(); MAX_CLASS_COUNT],
@@ -152,6 +158,7 @@ impl<C: Config> Heap<C> {
         // heap (and so its cache slot) is never unmapped and registered once, here.
         unsafe {
             heap.write(Self::NEW);
+            (*heap).shared.heap = heap.cast();
             global.register(&raw mut (*heap).shared);
         }
         global.count(|s| s.heap_created(len.next_multiple_of(crate::os::page_size())));
@@ -181,11 +188,12 @@ impl<C: Config> Heap<C> {
         &self.shared.counters
     }
 
-    /// Counts `bytes` of spans that start (or, as `wrapping_neg`, stop) holding blocks.
+    /// Counts `bytes` of spans that start (or, as `wrapping_neg`, stop) holding blocks. A
+    /// read-modify-write: a decay sweep releases the spans of an idle heap's notices.
     #[inline(always)]
     fn count_in_use(&self, bytes: usize) {
         if C::ENABLE_STATISTICS {
-            self.counters().in_use(bytes, Writer::Owner);
+            self.counters().in_use(bytes, Writer::Shared);
         }
     }
 
@@ -198,13 +206,12 @@ impl<C: Config> Heap<C> {
         }
     }
 
-    /// Counts an allocator event of the calling thread; every `TICKS_PER_CLOCK_READ`
-    /// events, reads the clock and runs a decay sweep if one is due. Call it holding no
-    /// lock but the orphan lock.
+    /// Counts an allocator event of this heap; every `TICKS_PER_CLOCK_READ` events, reads
+    /// the clock and runs a decay sweep if one is due. Call it holding no lock but the
+    /// orphan lock and this heap's lock.
     #[inline]
-    fn tick() {
-        // SAFETY: the calling thread's slot, a destructor-less thread-local.
-        if unsafe { &*C::thread_state() }.tick() {
+    fn tick(&self) {
+        if self.ticks.tick() {
             C::global().clock_tick();
         }
     }
@@ -229,7 +236,7 @@ impl<C: Config> Heap<C> {
     #[cold]
     #[inline(never)]
     pub(crate) fn alloc_small_slow(&mut self, class: usize) -> *mut u8 {
-        Self::tick();
+        self.tick();
         if !self.notices.is_empty_relaxed() {
             self.take_notices();
         }
@@ -268,10 +275,10 @@ impl<C: Config> Heap<C> {
                         // `acquire_spans` just filed a partial one) and the partial span
                         // with free blocks becomes active below.
                         SpanDList::remove(&mut self.partial[class], partial);
-                        (*span).state = State::Partial;
+                        (*span).set_state(State::Partial);
                         SpanDList::push(&mut self.partial[class], span);
                         self.settle(span);
-                        (*partial).state = State::Active;
+                        (*partial).set_state(State::Active);
                         self.bins.bin[class].span = partial;
                         continue;
                     }
@@ -280,13 +287,13 @@ impl<C: Config> Heap<C> {
                     if !Self::arm(span) {
                         continue;
                     }
-                    (*span).state = State::Full;
+                    (*span).set_state(State::Full);
                     self.bins.bin[class].span = ptr::null_mut();
                 }
                 let partial = self.partial[class];
                 if !partial.is_null() {
                     SpanDList::remove(&mut self.partial[class], partial);
-                    (*partial).state = State::Active;
+                    (*partial).set_state(State::Active);
                     self.bins.bin[class].span = partial;
                     continue;
                 }
@@ -332,7 +339,7 @@ impl<C: Config> Heap<C> {
             (*span).block_size = C::CLASSES.block_size[class];
             (*span).class = class as u8;
             (*span).kind = Kind::Small;
-            (*span).state = State::Active;
+            (*span).set_state(State::Active);
             (*span).aligned_blocks.store(false, Ordering::Relaxed);
             (*span).heap = id;
         }
@@ -388,7 +395,7 @@ impl<C: Config> Heap<C> {
             (*block).next = head;
             (*span).free_list = block;
             (*span).used -= 1;
-            if (*span).used == 0 || (*span).state == State::Full {
+            if (*span).used == 0 || (*span).state() == State::Full {
                 self.free_transition(span);
             }
         }
@@ -405,15 +412,15 @@ impl<C: Config> Heap<C> {
         unsafe {
             let class = (*span).class as usize;
             if (*span).used == 0 {
-                match (*span).state {
+                match (*span).state() {
                     // Kept for the class's next refill.
                     State::Active => return,
                     State::Partial => SpanDList::remove(&mut self.partial[class], span),
                     _ => {}
                 }
                 self.release_small(span);
-            } else if (*span).state == State::Full {
-                (*span).state = State::Partial;
+            } else if (*span).state() == State::Full {
+                (*span).set_state(State::Partial);
                 SpanDList::push(&mut self.partial[class], span);
             }
         }
@@ -472,7 +479,11 @@ impl<C: Config> Heap<C> {
         unsafe {
             if (*span).armed {
                 if !(*span).remote.disarm() {
-                    (*span).state = State::Releasing;
+                    // Release: a sweep that takes its notice reads the span (see
+                    // `sweep_notices`).
+                    (*span)
+                        .state
+                        .store(State::Releasing as u8, Ordering::Release);
                     return;
                 }
                 (*span).armed = false;
@@ -499,9 +510,14 @@ impl<C: Config> Heap<C> {
         }
     }
 
-    /// Takes the spans other threads sent as notices and puts each back where it belongs.
+    /// Takes the spans other threads sent as notices and puts each back where it belongs,
+    /// under the heap lock (see [`Heap::sweep_notices`]).
     #[cold]
     pub(crate) fn take_notices(&mut self) {
+        let lock = &raw const self.shared.lock;
+        // SAFETY: the heap's own lock, held until the end of this function; it guards no
+        // data of its own (only the order of takes against a sweep's).
+        let _lock = unsafe { (*lock).lock() };
         let mut link = self.notices.take_all();
         while !link.is_null() {
             // SAFETY: notices are `notice_link`s of this heap's small span headers, pushed
@@ -511,6 +527,58 @@ impl<C: Config> Heap<C> {
                 let span = (link as usize & C::SPAN_MASK) as *mut Span;
                 (*span).armed = false;
                 self.settle(span);
+                link = next;
+            }
+        }
+    }
+
+    /// A decay sweep's part for a heap (the sweeping thread holds the heap lock, so the
+    /// heap's thread is not taking its notices): releases the spans of its notices that no
+    /// thread can touch any more — full spans every block of which has come back through
+    /// remote frees, and spans waiting to be released — and leaves the others for the
+    /// heap's thread. So a thread that stops allocating (a pipeline's producer between
+    /// bursts) does not pin the spans its consumers emptied until it allocates again.
+    ///
+    /// Such a span is in none of the heap's lists (a full span leaves its class; only a
+    /// partial one is on a list, and those are left alone) and no thread touches it: no
+    /// block of it is held, so no free comes, it is not a class's active span, so nothing
+    /// is allocated from it, and its notice is taken here, so the heap's thread does not
+    /// settle it. What the owner wrote to it is seen through acquires (of its remote-free
+    /// word, or of its `Releasing` state). The heap lock keeps the notices put back from
+    /// landing after an exiting thread's last take.
+    ///
+    /// # Safety
+    /// `heap` is a heap of this configuration that is not orphaned, and the caller holds
+    /// its heap lock. (The caller may be the heap's own thread, sweeping from one of its
+    /// slow paths: those touch such spans only through `take_notices`, which holds the
+    /// lock.)
+    pub(crate) unsafe fn sweep_notices(heap: *mut Heap<C>) {
+        // SAFETY: per the contract the heap is valid and, under its lock, ours for the
+        // structures a slow path touches; the fast paths of its thread reach neither the
+        // notice list's spans settled here nor the lists changed.
+        unsafe {
+            let heap = &mut *heap;
+            let mut link = heap.notices.take_all();
+            while !link.is_null() {
+                let next = (*link).next;
+                let span = (link as usize & C::SPAN_MASK) as *mut Span;
+                // Acquire: the owner stores `Releasing` with release after its last write
+                // to the span; for a full span, the acquire is the remote word's.
+                let idle = match State::from_u8((*span).state.load(Ordering::Acquire)) {
+                    State::Releasing => true,
+                    // Every local free of a full span makes it partial at once, so a full
+                    // span has all its blocks out, and they are all back once the remote
+                    // list holds as many.
+                    State::Full => (*span).remote.pending_acquire() == (*span).block_count,
+                    State::Partial | State::Active => false,
+                };
+                if idle {
+                    (*span).armed = false;
+                    heap.settle(span);
+                } else {
+                    // Back for the heap's thread: still one notice per span.
+                    heap.notices.push(link);
+                }
                 link = next;
             }
         }
@@ -530,7 +598,7 @@ impl<C: Config> Heap<C> {
         unsafe {
             let class = (*span).class as usize;
             loop {
-                match (*span).state {
+                match (*span).state() {
                     State::Active => return,
                     State::Releasing => {
                         // Emptied while its notice was on the way (no block is out).
@@ -548,7 +616,7 @@ impl<C: Config> Heap<C> {
                             self.release_small(span);
                             return;
                         }
-                        (*span).state = State::Partial;
+                        (*span).set_state(State::Partial);
                         SpanDList::push(&mut self.partial[class], span);
                     }
                     State::Partial => {
@@ -582,7 +650,7 @@ impl<C: Config> Heap<C> {
     /// says the memory is fresh from the OS (reads as zero). Null when the OS refuses.
     #[inline]
     pub(crate) fn acquire_spans(&mut self, count: usize) -> (*mut Span, bool) {
-        Self::tick();
+        self.tick();
         if C::ENABLE_ADAPTIVE_THREAD_CACHE {
             let used = &mut self.span_in_use[count - 1];
             *used += 1;
@@ -652,7 +720,7 @@ impl<C: Config> Heap<C> {
     /// the next growths fit it; else a new mapping, whose reserve then follows. (A `Vec`
     /// growing to 1 MiB in runs cut to size from cached ones copied at every step.)
     fn acquire_for_growth(&mut self, count: usize) -> (*mut Span, bool) {
-        Self::tick();
+        self.tick();
         if self.reserve_count >= count {
             return (self.take_reserve(count), true);
         }
@@ -916,11 +984,11 @@ impl<C: Config> Heap<C> {
                 (*span).used -= count;
             }
             if !(*span).free_list.is_null() || (*span).limit < (*span).block_count {
-                (*span).state = State::Partial;
+                (*span).set_state(State::Partial);
                 SpanDList::push(&mut self.partial[class], span);
                 span
             } else {
-                (*span).state = State::Full;
+                (*span).set_state(State::Full);
                 self.settle(span);
                 ptr::null_mut()
             }

@@ -135,6 +135,14 @@ impl RemoteList {
         ((self.word.load(Ordering::Relaxed) >> (2 * FIELD_BITS)) & FIELD_MASK) as u32
     }
 
+    /// Blocks waiting, read with acquire: it synchronises with the owner's arming (a
+    /// release) through the pushes that followed it, so a thread that is not the owner sees
+    /// what the owner wrote to the span before arming it (`Heap::sweep_notices`).
+    #[inline]
+    pub(crate) fn pending_acquire(&self) -> u32 {
+        ((self.word.load(Ordering::Acquire) >> (2 * FIELD_BITS)) & FIELD_MASK) as u32
+    }
+
     /// Sets the notify flag if no block is waiting; false (nothing set) if blocks are
     /// waiting, which the caller takes instead: a full span must not keep blocks that no
     /// later free will report. The owner calls it on an unarmed span only.

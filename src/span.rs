@@ -12,7 +12,7 @@
 
 use crate::remote::RemoteList;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 /// Bytes reserved at the start of every span for its header.
 pub(crate) const SPAN_HEADER_SIZE: usize = 128;
@@ -53,6 +53,19 @@ pub(crate) enum State {
     Releasing = 3,
 }
 
+impl State {
+    /// The state stored as `state as u8`.
+    #[inline(always)]
+    pub(crate) fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Active,
+            1 => State::Partial,
+            2 => State::Full,
+            _ => State::Releasing,
+        }
+    }
+}
+
 /// The span header. Fields the free fast path reads come first.
 #[repr(C)]
 pub(crate) struct Span {
@@ -77,8 +90,11 @@ pub(crate) struct Span {
     pub class: u8,
     /// What the span holds.
     pub kind: Kind,
-    /// Where it sits in its heap (small spans).
-    pub state: State,
+    /// Where it sits in its heap (small spans), a [`State`]. Written by the heap's user;
+    /// atomic because a decay sweep reads it for the spans it takes from a heap's notices
+    /// (`Heap::sweep_notices`), whose other fields it then reaches through the acquire of
+    /// their remote-free word.
+    pub state: AtomicU8,
     /// The owner armed `remote` (set its notify flag) and has not yet received the notice:
     /// the flag is still set, or a remote freer took it and is delivering the span to the
     /// heap. Owner-only.
@@ -117,6 +133,18 @@ pub(crate) struct Span {
 const _: () = assert!(core::mem::size_of::<Span>() <= SPAN_HEADER_SIZE);
 
 impl Span {
+    /// Where the span sits in its heap (the heap's user reads it; see `state`).
+    #[inline(always)]
+    pub(crate) fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Moves the span to `state` (the heap's user).
+    #[inline(always)]
+    pub(crate) fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
     /// First block of a small span / data of a large span.
     #[inline(always)]
     pub(crate) fn data(span: *mut Span) -> *mut u8 {

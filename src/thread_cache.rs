@@ -28,8 +28,15 @@ use core::ptr;
 const _: () = assert!(LARGE_CLASS_COUNT <= 64);
 
 /// The part of a heap that other threads reach, and its link on the configuration's list
-/// of heaps: its thread cache (behind its lock) and its statistics counters.
+/// of heaps: the heap lock, its thread cache (behind a lock of its own) and its statistics
+/// counters.
 pub(crate) struct HeapShared {
+    /// Held while the heap's notices are taken: by the heap's user (or the orphan lock's
+    /// holder) and by a decay sweep that settles some of them (`Heap::sweep_notices`).
+    /// Taken after the orphan lock and before the cache's lock.
+    pub(crate) lock: SpinLock<()>,
+    /// The heap this is part of (a type-erased `*mut Heap<C>`), for the sweeps.
+    pub(crate) heap: *mut u8,
     /// The cache.
     pub(crate) cache: SpinLock<ThreadCache>,
     /// Statistics of the heap's thread (written by it alone, read by `statistics()`).
@@ -42,6 +49,8 @@ impl HeapShared {
     /// A new heap's part, not yet on the list.
     pub(crate) const fn new() -> Self {
         HeapShared {
+            lock: SpinLock::new(()),
+            heap: ptr::null_mut(),
             cache: SpinLock::new(ThreadCache::EMPTY),
             counters: HeapCounters::new(),
             next: ptr::null(),

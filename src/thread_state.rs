@@ -25,10 +25,46 @@ pub struct ThreadState {
     pub(crate) heap: Cell<*mut Bins>,
     /// [`UNINIT`], [`LIVE`] or [`DEAD`].
     pub(crate) status: Cell<u8>,
-    /// Allocator events (bin refills, spans acquired, large and huge blocks) left until
-    /// this thread next reads the clock for a decay sweep (see `global.rs`). Per thread,
-    /// not per heap: a thread without a heap (one that only frees) ticks too.
-    ticks: Cell<u32>,
+    /// Allocator events outside a heap (large blocks of other threads freed, huge blocks)
+    /// left until this thread next reads the clock: a thread without a heap (one that only
+    /// frees) ticks too. A heap counts its own events (`Heap::ticks`).
+    pub(crate) ticks: Ticks,
+}
+
+/// A count of allocator events towards the next read of the clock for decay sweeps (see
+/// `global.rs`), kept by its one user.
+pub(crate) struct Ticks(Cell<u32>);
+
+impl Ticks {
+    /// A full count.
+    pub(crate) const fn new() -> Ticks {
+        Ticks(Cell::new(TICKS_PER_CLOCK_READ))
+    }
+
+    /// Counts an event: true every `TICKS_PER_CLOCK_READ` events, when the caller reads
+    /// the clock (`Global::clock_tick`).
+    #[inline(always)]
+    pub(crate) fn tick(&self) -> bool {
+        let left = self.0.get();
+        if left > 1 {
+            self.0.set(left - 1);
+            return false;
+        }
+        self.0.set(TICKS_PER_CLOCK_READ);
+        true
+    }
+
+    /// The inline refill's tick: counts the event and says true, or says false (counting
+    /// nothing) when the clock is due, for the slow path to tick and read it.
+    #[inline(always)]
+    pub(crate) fn quiet_tick(&self) -> bool {
+        let left = self.0.get();
+        if left > 1 {
+            self.0.set(left - 1);
+            return true;
+        }
+        false
+    }
 }
 
 impl ThreadState {
@@ -38,32 +74,7 @@ impl ThreadState {
         ThreadState {
             heap: Cell::new(empty_bins()),
             status: Cell::new(UNINIT),
-            ticks: Cell::new(TICKS_PER_CLOCK_READ),
+            ticks: Ticks::new(),
         }
-    }
-
-    /// Counts an allocator event: true every `TICKS_PER_CLOCK_READ` events, when the
-    /// caller reads the clock (`Global::clock_tick`).
-    #[inline(always)]
-    pub(crate) fn tick(&self) -> bool {
-        let left = self.ticks.get();
-        if left > 1 {
-            self.ticks.set(left - 1);
-            return false;
-        }
-        self.ticks.set(TICKS_PER_CLOCK_READ);
-        true
-    }
-
-    /// The inline refill's tick: counts the event and says true, or says false (counting
-    /// nothing) when the clock is due, for the slow path to tick and read it.
-    #[inline(always)]
-    pub(crate) fn quiet_tick(&self) -> bool {
-        let left = self.ticks.get();
-        if left > 1 {
-            self.ticks.set(left - 1);
-            return true;
-        }
-        false
     }
 }

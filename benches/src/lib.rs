@@ -16,18 +16,23 @@ use rpmalloc::define_rpmalloc;
 mod crpmalloc;
 pub use crpmalloc::CRpmalloc;
 
+#[cfg(not(feature = "stats"))]
 define_rpmalloc!(
     /// The port with its default configuration (64 KiB spans, both caches on).
     pub RpDefault
 );
+// With `--features stats`, `ours` counts where its memory is and `rpbench run` prints it
+// (a third configuration in this binary would cost the others a few instructions: with
+// three instances rustc's codegen units call the shared slow paths through the GOT, and
+// the fast paths then save registers).
+#[cfg(feature = "stats")]
+define_rpmalloc!(
+    /// The port with its default configuration and statistics on.
+    pub RpDefault, < enable_statistics: true >
+);
 define_rpmalloc!(
     /// The port with the thread and global span caches compiled out.
     pub RpNoCache, < enable_thread_cache: false, enable_global_cache: false >
-);
-define_rpmalloc!(
-    /// The default configuration with statistics, for diagnosis (`rpbench run --alloc
-    /// ours-stats` prints where its memory is at the end); not one of the compared peers.
-    pub RpStats, < enable_statistics: true >
 );
 
 /// The names [`by_name`] knows, in the order reports list them.
@@ -45,23 +50,21 @@ pub const BASELINE: &str = "crpmalloc";
 
 static OURS: RpDefault = RpDefault;
 static OURS_NOCACHE: RpNoCache = RpNoCache;
-static OURS_STATS: RpStats = RpStats;
 static CRPMALLOC: CRpmalloc = CRpmalloc;
 static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static SYSTEM: System = System;
 
-/// `ours-stats`' statistics, for `rpbench run` to print.
+/// `ours`' statistics (with `--features stats`), for `rpbench run` to print.
 pub fn ours_stats() -> Option<rpmalloc::Statistics> {
-    RpStats.statistics()
+    RpDefault.statistics()
 }
 
-/// The allocator called `name` (one of [`PEERS`], or `ours-stats`).
+/// The allocator called `name` (one of [`PEERS`]).
 pub fn by_name(name: &str) -> Option<&'static (dyn GlobalAlloc + Sync)> {
     Some(match name {
         "ours" => &OURS,
         "ours-nocache" => &OURS_NOCACHE,
-        "ours-stats" => &OURS_STATS,
         "crpmalloc" => &CRPMALLOC,
         "mimalloc" => &MIMALLOC,
         "jemalloc" => &JEMALLOC,

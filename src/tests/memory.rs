@@ -380,3 +380,53 @@ fn a_run_up_to_twice_the_request_is_taken_whole_a_longer_one_is_split() {
     .join()
     .unwrap();
 }
+
+test_config!(IdleProducer, typenum::U65536, ENABLE_STATISTICS: bool = true, DECAY_MS: u64 = 1000);
+
+#[test]
+fn spans_emptied_by_a_consumer_go_back_though_their_producer_idles() {
+    // A producer allocates 20 000 blocks (about 70 full spans, each armed for a notice),
+    // hands them all to a consumer, and idles; the consumer frees them all, sending the
+    // notices to the idle producer's heap.
+    let (to_consumer, from_producer) = mpsc::channel::<Vec<(usize, Layout)>>();
+    let (freed_tx, freed_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let producer = std::thread::spawn(move || {
+        let blocks: Vec<_> = (0..20_000)
+            .map(|_| filled::<IdleProducer>(200, 6))
+            .collect();
+        to_consumer.send(blocks).unwrap();
+        done_rx.recv().unwrap();
+    });
+    let consumer = std::thread::spawn(move || {
+        check_free::<IdleProducer>(from_producer.recv().unwrap(), 6);
+        freed_tx.send(()).unwrap();
+    });
+    freed_rx.recv().unwrap();
+    consumer.join().unwrap();
+    let before = IdleProducer::global().statistics().unwrap();
+    assert!(before.in_use >= 60 * IdleProducer::SPAN_SIZE, "{before:#?}");
+    // A sweep (another thread's allocations read the clock once a period has passed)
+    // settles the idle heap's notices: the emptied spans leave `in_use`...
+    IdleProducer::global().advance_clock(200);
+    tick_clock::<IdleProducer>();
+    let swept = IdleProducer::global().statistics().unwrap();
+    assert_adds_up(&swept);
+    assert_eq!(swept.live, 0);
+    assert!(
+        swept.in_use <= 2 * IdleProducer::SPAN_SIZE,
+        "the idle producer still pins {} spans: {swept:#?}",
+        swept.in_use / IdleProducer::SPAN_SIZE
+    );
+    // ... and once nobody reused them for the decay time, they go back to the OS.
+    IdleProducer::global().advance_clock(1300);
+    tick_clock::<IdleProducer>();
+    let decayed = IdleProducer::global().statistics().unwrap();
+    assert_eq!(decayed.cached(), 0, "{decayed:#?}");
+    assert!(
+        decayed.resident_estimate() < before.resident_estimate() / 4,
+        "{decayed:#?}"
+    );
+    done_tx.send(()).unwrap();
+    producer.join().unwrap();
+}

@@ -96,7 +96,7 @@ pub(crate) struct Settings {
     pub mix: Mix,
     pub idle_ms: u64,
     pub seed: u64,
-    /// Print `ours-stats`' statistics after the last free (when that is the allocator).
+    /// Print `ours`' statistics after the last free (with `--features stats`).
     pub diagnose: bool,
 }
 

@@ -749,7 +749,7 @@ fn run(p: Params) -> RunResult {
             mix: p.mix,
             idle_ms: p.idle_ms as u64,
             seed: p.seed,
-            diagnose: p.alloc == "ours-stats",
+            diagnose: p.alloc == "ours",
         };
         let out = handoff::run(alloc, settings, p.quiet);
         let (_, peak_rss) = rss();
@@ -956,7 +956,7 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
             String::new()
         }
     );
-    if p.alloc == "ours-stats" {
+    if p.alloc == "ours" {
         print_ours_stats("at the end");
     }
     // Machine-readable, for `rpbench all`.
@@ -976,11 +976,11 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// `--alloc ours-stats`: where its memory is (`label` says when).
+/// With `--features stats`, `ours`' statistics: where its memory is (`label` says when).
 fn print_ours_stats(label: &str) {
     if let Some(s) = ours_stats() {
         eprintln!(
-            "rpbench: ours-stats {label}: mapped {:.1} MiB (peak {:.1}), in use {:.1}, live \
+            "rpbench: ours {label}: mapped {:.1} MiB (peak {:.1}), in use {:.1}, live \
              {:.1}, thread caches {:.1}, global cache {:.1}, reserves {:.1}, released {:.1}, \
              heap records {:.1} ({} heaps)",
             mib(s.mapped as u64),
@@ -1759,8 +1759,8 @@ usage:
               [--blocks N] [--batch N] [--queue N] [--idle-ms N]
   rpbench all [--threads 1,2,8] [--peers a,b,...] [--sets classic,handoff,std1,...]
               [--scale F] [--repeat N] [--docs DIR | --no-docs] [run options...]
-allocators: ours, ours-nocache, crpmalloc, mimalloc, jemalloc, system (and ours-stats: ours
-  with statistics, printed at the end of `run`; not one of the compared peers)
+allocators: ours, ours-nocache, crpmalloc, mimalloc, jemalloc, system (built with
+  `--features stats`, `run --alloc ours` also prints where ours' memory is)
 sets: std1 std2 larson realloc (group `classic`, at 1, 2, 8 threads), handoff-small
 handoff-medium handoff-large handoff-mixed (group `handoff`, at 1 and 4 producers)
 `run` prints a RESULT line on stdout (with `--phase-rss`, also each pass's and round's own
