@@ -178,6 +178,9 @@ pub unsafe fn alloc_zeroed<C: Config>(layout: Layout) -> *mut u8 {
 /// aligned blocks, allocation after thread exit. `ZERO`: the block must read as zero;
 /// `GROW`: it is the new home of a block growing by `realloc`. (Constants, not arguments:
 /// the inline path's tail call then passes the layout alone, and keeps its registers.)
+///
+/// # Safety
+/// As `GlobalAlloc::alloc`.
 #[cold]
 #[inline(never)]
 unsafe fn alloc_slow<C: Config, const ZERO: bool, const GROW: bool>(layout: Layout) -> *mut u8 {
@@ -338,6 +341,9 @@ pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
 
 /// Frees what the inline path does not: other threads' blocks, offset-aligned blocks,
 /// large and huge blocks.
+///
+/// # Safety
+/// As `GlobalAlloc::dealloc`; `bins` is the calling thread's slot's bins.
 #[cold]
 #[inline(never)]
 unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins) {
@@ -359,21 +365,22 @@ unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins)
                 }
             }
             Kind::Large => {
-                // Back to the thread cache of the heap that allocated it; from any other
-                // thread, to the global cache, where that heap and every other find it (a
-                // pipeline's consumer kept the producers' runs in its own thread cache,
-                // which it never allocates from: gigabytes mapped for a hand-off).
-                if C::ENABLE_STATISTICS {
-                    let bytes = (*span).span_count as usize * C::SPAN_SIZE;
-                    with_counters::<C>(|c, w| c.in_use(bytes.wrapping_neg(), w));
-                }
+                // Back to the heap that allocated it: into its thread cache when this is
+                // its thread, else onto its notice list, which it takes on its next
+                // thread-cache miss (as rpmalloc defers such frees to the owner). Not into
+                // this thread's cache: a pipeline's consumer kept the producers' runs in a
+                // cache it never allocates from (gigabytes mapped for a hand-off); nor the
+                // global cache, whose lock every free and every producer's refill took.
                 if (*span).heap == bins.cast() {
-                    Heap::<C>::from_bins(bins).release_spans(span);
+                    let heap = Heap::<C>::from_bins(bins);
+                    heap.count_in_use(((*span).span_count as usize * C::SPAN_SIZE).wrapping_neg());
+                    heap.release_spans(span);
                 } else {
+                    // Counted out of `in_use` when its heap takes it back.
                     // The freeing thread may allocate nothing itself (that consumer): its
                     // frees tick.
                     tick::<C>();
-                    C::global().release_run(span);
+                    return_run::<C>(span);
                 }
             }
             Kind::Huge => {
@@ -426,6 +433,27 @@ unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
     // SAFETY: the span's notice link is ours to write until the push publishes it.
     unsafe { notices.push(&raw mut (*span).notice_link) };
     // SeqCst pairs with `Heap::orphan`: either we see the flag, or its take sees our push.
+    if orphaned.load(Ordering::SeqCst) {
+        drain_orphan::<C>(heap);
+    }
+}
+
+/// Sends the free large run `span` back to the heap that allocated it, as a notice; if
+/// that heap is orphaned, settles its notices (the run goes to the global cache).
+///
+/// # Safety
+/// `span` is the header of a large run of configuration `C` that was just freed (its block
+/// is no longer used), and `(*span).heap` is the heap that allocated it.
+unsafe fn return_run<C: Config>(span: *mut Span) {
+    // SAFETY: a free run's header is ours until the push publishes it.
+    let heap = unsafe { (*span).heap }.cast::<Heap<C>>();
+    // SAFETY: heaps are never unmapped. Only its atomic fields are reached, through field
+    // pointers: the owner may be mutating the rest.
+    let (notices, orphaned) = unsafe { (&(*heap).notices, &(*heap).orphaned) };
+    // SAFETY: the run's notice link is ours to write until the push publishes it (release:
+    // the owner's take acquires the header with it).
+    unsafe { notices.push(&raw mut (*span).notice_link) };
+    // SeqCst pairs with `Heap::orphan`, as in `free_remote`.
     if orphaned.load(Ordering::SeqCst) {
         drain_orphan::<C>(heap);
     }

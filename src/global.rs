@@ -244,6 +244,16 @@ impl<C: Config> Global<C> {
         ptr::null_mut()
     }
 
+    /// How many runs of `span_count` spans the global cache looked to hold (relaxed).
+    #[inline]
+    pub(crate) fn cached_runs_hint(&self, span_count: usize) -> usize {
+        if C::GLOBAL_CACHE {
+            self.cache.runs_hint(span_count)
+        } else {
+            0
+        }
+    }
+
     /// Whether the global cache looked non-empty for runs of `span_count` spans (relaxed;
     /// a stale answer only costs a lock or a fresh span).
     #[inline]

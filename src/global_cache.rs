@@ -64,7 +64,13 @@ impl GlobalCache {
     /// answer only costs a lock or a fresh span).
     #[inline]
     pub(crate) fn has(&self, count: usize) -> bool {
-        self.hint[count - 1].load(Ordering::Relaxed) != 0
+        self.runs_hint(count) != 0
+    }
+
+    /// How many runs of `count` spans the cache looked to hold (relaxed, a hint).
+    #[inline]
+    pub(crate) fn runs_hint(&self, count: usize) -> usize {
+        self.hint[count - 1].load(Ordering::Relaxed)
     }
 
     /// The span counts above `count` (with `and_count`, from `count`) whose caches looked
@@ -79,7 +85,9 @@ impl GlobalCache {
     #[inline]
     fn publish(&self, count: usize, cache: &SpanCache) {
         let runs = cache.runs();
-        let was = self.hint[count - 1].swap(runs, Ordering::Relaxed);
+        // Written only under the count's lock: a load and a store, no read-modify-write.
+        let was = self.hint[count - 1].load(Ordering::Relaxed);
+        self.hint[count - 1].store(runs, Ordering::Relaxed);
         let bit = 1u64 << (count - 1);
         if was == 0 && runs != 0 {
             self.held.fetch_or(bit, Ordering::Relaxed);

@@ -191,7 +191,7 @@ impl<C: Config> Heap<C> {
     /// Counts `bytes` of spans that start (or, as `wrapping_neg`, stop) holding blocks. A
     /// read-modify-write: a decay sweep releases the spans of an idle heap's notices.
     #[inline(always)]
-    fn count_in_use(&self, bytes: usize) {
+    pub(crate) fn count_in_use(&self, bytes: usize) {
         if C::ENABLE_STATISTICS {
             self.counters().in_use(bytes, Writer::Shared);
         }
@@ -511,7 +511,8 @@ impl<C: Config> Heap<C> {
     }
 
     /// Takes the spans other threads sent as notices and puts each back where it belongs,
-    /// under the heap lock (see [`Heap::sweep_notices`]).
+    /// under the heap lock (see [`Heap::sweep_notices`]): a small span where its state
+    /// calls for, a large run its block's free sent back into the thread cache.
     #[cold]
     pub(crate) fn take_notices(&mut self) {
         let lock = &raw const self.shared.lock;
@@ -525,8 +526,13 @@ impl<C: Config> Heap<C> {
             unsafe {
                 let next = (*link).next;
                 let span = (link as usize & C::SPAN_MASK) as *mut Span;
-                (*span).armed = false;
-                self.settle(span);
+                if (*span).kind == Kind::Large {
+                    self.count_in_use(((*span).span_count as usize * C::SPAN_SIZE).wrapping_neg());
+                    self.release_spans(span);
+                } else {
+                    (*span).armed = false;
+                    self.settle(span);
+                }
                 link = next;
             }
         }
@@ -534,10 +540,11 @@ impl<C: Config> Heap<C> {
 
     /// A decay sweep's part for a heap (the sweeping thread holds the heap lock, so the
     /// heap's thread is not taking its notices): releases the spans of its notices that no
-    /// thread can touch any more — full spans every block of which has come back through
-    /// remote frees, and spans waiting to be released — and leaves the others for the
-    /// heap's thread. So a thread that stops allocating (a pipeline's producer between
-    /// bursts) does not pin the spans its consumers emptied until it allocates again.
+    /// thread can touch any more — large runs other threads freed (to the global cache),
+    /// full spans every block of which has come back through remote frees, and spans
+    /// waiting to be released — and leaves the others for the heap's thread. So a thread
+    /// that stops allocating (a pipeline's producer between bursts) does not pin the spans
+    /// and runs its consumers freed until it allocates again.
     ///
     /// Such a span is in none of the heap's lists (a full span leaves its class; only a
     /// partial one is on a list, and those are left alone) and no thread touches it: no
@@ -562,6 +569,13 @@ impl<C: Config> Heap<C> {
             while !link.is_null() {
                 let next = (*link).next;
                 let span = (link as usize & C::SPAN_MASK) as *mut Span;
+                if (*span).kind == Kind::Large {
+                    // A free run: to the global cache, where any thread finds it.
+                    heap.count_in_use(((*span).span_count as usize * C::SPAN_SIZE).wrapping_neg());
+                    C::global().release_run(span);
+                    link = next;
+                    continue;
+                }
                 // Acquire: the owner stores `Releasing` with release after its last write
                 // to the span; for a full span, the acquire is the remote word's.
                 let idle = match State::from_u8((*span).state.load(Ordering::Acquire)) {
@@ -678,9 +692,14 @@ impl<C: Config> Heap<C> {
         // threads to map (rpbench realloc, 8 threads: peak RSS +1.5 %).
         let global = C::global();
         if global.has_cached(count) {
+            // Or when the global cache holds several batches: then a batch hoards nothing
+            // another thread would need, and the next refills skip the lock (a pipeline's
+            // producer, whose consumer returns spans a batch at a time, took the lock for
+            // every span: 13 % of its time).
             let batch = C::THREAD_CACHE
                 && !self.orphaned.load(Ordering::Relaxed)
-                && self.reserve_count < count;
+                && (self.reserve_count < count
+                    || global.cached_runs_hint(count) >= 4 * C::transfer_batch(count));
             let (chain, n) =
                 global.extract(count, if batch { C::transfer_batch(count) } else { 1 });
             if n > 1 {

@@ -1,10 +1,11 @@
 //! Freed memory goes back to the OS. With both caches off, a 512 MiB working set of
 //! 4 KiB .. 1 MiB blocks that was touched page by page and then freed leaves resident
-//! memory within 64 MiB of where it started. With the default caches, what a thread
-//! keeps after freeing its working set and exiting is bounded by the documented cache
-//! limits: at most `max_global_span_cache` (3200) single 64 KiB spans end up in the
-//! global cache, everything beyond that is released, and a
-//! later thread reuses the cached spans instead of mapping new ones.
+//! memory within 64 MiB of where it started. With the default cache limits (and
+//! `decay_ms: never`, so that only the limits are at work; decay is tested on a test clock
+//! in `src/tests/memory.rs`), what a thread keeps after freeing its working set and exiting
+//! is bounded by the documented cache limits: at most `max_global_span_cache` (3200)
+//! single 64 KiB spans end up in the global cache, everything beyond that is released, and
+//! a later thread reuses the cached spans instead of mapping new ones.
 //!
 //! Resident memory is process-wide, so the tests take a lock and run one at a time; the
 //! test harness itself uses the system allocator.

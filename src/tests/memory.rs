@@ -392,9 +392,10 @@ fn spans_emptied_by_a_consumer_go_back_though_their_producer_idles() {
     let (freed_tx, freed_rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let producer = std::thread::spawn(move || {
-        let blocks: Vec<_> = (0..20_000)
+        let mut blocks: Vec<_> = (0..20_000)
             .map(|_| filled::<IdleProducer>(200, 6))
             .collect();
+        blocks.extend((0..40).map(|_| filled::<IdleProducer>(100_000, 6)));
         to_consumer.send(blocks).unwrap();
         done_rx.recv().unwrap();
     });
@@ -405,7 +406,11 @@ fn spans_emptied_by_a_consumer_go_back_though_their_producer_idles() {
     freed_rx.recv().unwrap();
     consumer.join().unwrap();
     let before = IdleProducer::global().statistics().unwrap();
-    assert!(before.in_use >= 60 * IdleProducer::SPAN_SIZE, "{before:#?}");
+    // The large runs count as in use until their heap (or a sweep) takes them back.
+    assert!(
+        before.in_use >= (60 + 80) * IdleProducer::SPAN_SIZE,
+        "{before:#?}"
+    );
     // A sweep (another thread's allocations read the clock once a period has passed)
     // settles the idle heap's notices: the emptied spans leave `in_use`...
     IdleProducer::global().advance_clock(200);
