@@ -365,22 +365,29 @@ unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins)
                 }
             }
             Kind::Large => {
-                // Back to the heap that allocated it: into its thread cache when this is
-                // its thread, else onto its notice list, which it takes on its next
-                // thread-cache miss (as rpmalloc defers such frees to the owner). Not into
-                // this thread's cache: a pipeline's consumer kept the producers' runs in a
-                // cache it never allocates from (gigabytes mapped for a hand-off); nor the
-                // global cache, whose lock every free and every producer's refill took.
+                // Back to the thread cache of the heap that allocated it; from any other
+                // thread, to the global cache (`Heap::release_foreign_run`), where that
+                // heap and every other find it. Not kept in this thread's cache: a
+                // pipeline's consumer kept the producers' runs in a cache it never
+                // allocates from (gigabytes mapped for a hand-off). Nor sent back to the
+                // allocating heap, as rpmalloc defers them: with several producers, each
+                // got only its own runs back, at its next miss, and mapped meanwhile
+                // (`handoff-mixed`, 4:1: peak RSS +50 %).
+                if C::ENABLE_STATISTICS {
+                    let bytes = (*span).span_count as usize * C::SPAN_SIZE;
+                    with_counters::<C>(|c, w| c.in_use(bytes.wrapping_neg(), w));
+                }
                 if (*span).heap == bins.cast() {
-                    let heap = Heap::<C>::from_bins(bins);
-                    heap.count_in_use(((*span).span_count as usize * C::SPAN_SIZE).wrapping_neg());
-                    heap.release_spans(span);
+                    Heap::<C>::from_bins(bins).release_spans(span);
                 } else {
-                    // Counted out of `in_use` when its heap takes it back.
                     // The freeing thread may allocate nothing itself (that consumer): its
                     // frees tick.
                     tick::<C>();
-                    return_run::<C>(span);
+                    if bins != empty_bins() {
+                        Heap::<C>::from_bins(bins).release_foreign_run(span);
+                    } else {
+                        C::global().release_run(span);
+                    }
                 }
             }
             Kind::Huge => {
@@ -433,27 +440,6 @@ unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
     // SAFETY: the span's notice link is ours to write until the push publishes it.
     unsafe { notices.push(&raw mut (*span).notice_link) };
     // SeqCst pairs with `Heap::orphan`: either we see the flag, or its take sees our push.
-    if orphaned.load(Ordering::SeqCst) {
-        drain_orphan::<C>(heap);
-    }
-}
-
-/// Sends the free large run `span` back to the heap that allocated it, as a notice; if
-/// that heap is orphaned, settles its notices (the run goes to the global cache).
-///
-/// # Safety
-/// `span` is the header of a large run of configuration `C` that was just freed (its block
-/// is no longer used), and `(*span).heap` is the heap that allocated it.
-unsafe fn return_run<C: Config>(span: *mut Span) {
-    // SAFETY: a free run's header is ours until the push publishes it.
-    let heap = unsafe { (*span).heap }.cast::<Heap<C>>();
-    // SAFETY: heaps are never unmapped. Only its atomic fields are reached, through field
-    // pointers: the owner may be mutating the rest.
-    let (notices, orphaned) = unsafe { (&(*heap).notices, &(*heap).orphaned) };
-    // SAFETY: the run's notice link is ours to write until the push publishes it (release:
-    // the owner's take acquires the header with it).
-    unsafe { notices.push(&raw mut (*span).notice_link) };
-    // SeqCst pairs with `Heap::orphan`, as in `free_remote`.
     if orphaned.load(Ordering::SeqCst) {
         drain_orphan::<C>(heap);
     }

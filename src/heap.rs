@@ -191,7 +191,7 @@ impl<C: Config> Heap<C> {
     /// Counts `bytes` of spans that start (or, as `wrapping_neg`, stop) holding blocks. A
     /// read-modify-write: a decay sweep releases the spans of an idle heap's notices.
     #[inline(always)]
-    pub(crate) fn count_in_use(&self, bytes: usize) {
+    fn count_in_use(&self, bytes: usize) {
         if C::ENABLE_STATISTICS {
             self.counters().in_use(bytes, Writer::Shared);
         }
@@ -511,8 +511,7 @@ impl<C: Config> Heap<C> {
     }
 
     /// Takes the spans other threads sent as notices and puts each back where it belongs,
-    /// under the heap lock (see [`Heap::sweep_notices`]): a small span where its state
-    /// calls for, a large run its block's free sent back into the thread cache.
+    /// under the heap lock (see [`Heap::sweep_notices`]).
     #[cold]
     pub(crate) fn take_notices(&mut self) {
         let lock = &raw const self.shared.lock;
@@ -526,13 +525,8 @@ impl<C: Config> Heap<C> {
             unsafe {
                 let next = (*link).next;
                 let span = (link as usize & C::SPAN_MASK) as *mut Span;
-                if (*span).kind == Kind::Large {
-                    self.count_in_use(((*span).span_count as usize * C::SPAN_SIZE).wrapping_neg());
-                    self.release_spans(span);
-                } else {
-                    (*span).armed = false;
-                    self.settle(span);
-                }
+                (*span).armed = false;
+                self.settle(span);
                 link = next;
             }
         }
@@ -540,11 +534,10 @@ impl<C: Config> Heap<C> {
 
     /// A decay sweep's part for a heap (the sweeping thread holds the heap lock, so the
     /// heap's thread is not taking its notices): releases the spans of its notices that no
-    /// thread can touch any more — large runs other threads freed (to the global cache),
-    /// full spans every block of which has come back through remote frees, and spans
-    /// waiting to be released — and leaves the others for the heap's thread. So a thread
-    /// that stops allocating (a pipeline's producer between bursts) does not pin the spans
-    /// and runs its consumers freed until it allocates again.
+    /// thread can touch any more — full spans every block of which has come back through
+    /// remote frees, and spans waiting to be released — and leaves the others for the
+    /// heap's thread. So a thread that stops allocating (a pipeline's producer between
+    /// bursts) does not pin the spans its consumers emptied until it allocates again.
     ///
     /// Such a span is in none of the heap's lists (a full span leaves its class; only a
     /// partial one is on a list, and those are left alone) and no thread touches it: no
@@ -569,13 +562,6 @@ impl<C: Config> Heap<C> {
             while !link.is_null() {
                 let next = (*link).next;
                 let span = (link as usize & C::SPAN_MASK) as *mut Span;
-                if (*span).kind == Kind::Large {
-                    // A free run: to the global cache, where any thread finds it.
-                    heap.count_in_use(((*span).span_count as usize * C::SPAN_SIZE).wrapping_neg());
-                    C::global().release_run(span);
-                    link = next;
-                    continue;
-                }
                 // Acquire: the owner stores `Releasing` with release after its last write
                 // to the span; for a full span, the acquire is the remote word's.
                 let idle = match State::from_u8((*span).state.load(Ordering::Acquire)) {
@@ -692,14 +678,14 @@ impl<C: Config> Heap<C> {
         // threads to map (rpbench realloc, 8 threads: peak RSS +1.5 %).
         let global = C::global();
         if global.has_cached(count) {
-            // Or when the global cache holds several batches: then a batch hoards nothing
+            // Or when the global cache holds two batches or more: then a batch hoards nothing
             // another thread would need, and the next refills skip the lock (a pipeline's
             // producer, whose consumer returns spans a batch at a time, took the lock for
             // every span: 13 % of its time).
             let batch = C::THREAD_CACHE
                 && !self.orphaned.load(Ordering::Relaxed)
                 && (self.reserve_count < count
-                    || global.cached_runs_hint(count) >= 4 * C::transfer_batch(count));
+                    || global.cached_runs_hint(count) >= 2 * C::transfer_batch(count));
             let (chain, n) =
                 global.extract(count, if batch { C::transfer_batch(count) } else { 1 });
             if n > 1 {
@@ -894,12 +880,36 @@ impl<C: Config> Heap<C> {
     fn cache_run(&mut self, span: *mut Span) {
         // SAFETY: span is a free run header.
         let count = unsafe { (*span).span_count } as usize;
+        let mut limit = C::thread_cache_limit(count);
+        if C::ENABLE_ADAPTIVE_THREAD_CACHE {
+            limit = limit.min(self.span_peak[count - 1] as usize).max(1);
+        }
+        self.cache_run_within(span, count, limit);
+    }
+
+    /// Takes back a large run that another heap allocated and this thread freed. A single
+    /// span waits in this thread's cache, as in any cache, but only until a batch of them is
+    /// there, which then goes to the global cache at once: one lock per batch, not per free
+    /// (a pipeline passing 32–64 KiB buffers took the global cache's lock for every free and
+    /// every refill, 20 % of its time). A longer run goes to the global cache now, where the
+    /// thread that allocated it and every other find it: a consumer must not keep what its
+    /// producers would then map afresh.
+    pub(crate) fn release_foreign_run(&mut self, span: *mut Span) {
+        // SAFETY: span is a free run header.
+        let count = unsafe { (*span).span_count } as usize;
+        if count == 1 {
+            self.cache_run_within(span, count, C::transfer_batch(count));
+        } else {
+            // SAFETY: a free run no list holds.
+            unsafe { C::global().release_run(span) };
+        }
+    }
+
+    /// [`Heap::cache_run`] with the count limit `limit`.
+    #[inline]
+    fn cache_run_within(&mut self, span: *mut Span, count: usize, limit: usize) {
         let global = C::global();
         if C::THREAD_CACHE && !self.orphaned.load(Ordering::Relaxed) {
-            let mut limit = C::thread_cache_limit(count);
-            if C::ENABLE_ADAPTIVE_THREAD_CACHE {
-                limit = limit.min(self.span_peak[count - 1] as usize).max(1);
-            }
             let mut cache = self.shared.cache.lock();
             // SAFETY: a free run no list holds.
             let over = unsafe {

@@ -56,8 +56,7 @@ pub struct Statistics {
     /// Bytes of the blocks the program holds, as requested (`Layout::size`).
     pub live: usize,
     /// Bytes of the spans, runs and mappings that hold those blocks: size-class spans in
-    /// use (with their free blocks), large blocks' runs (a run another thread freed counts
-    /// until its heap takes it back), huge blocks' mappings.
+    /// use (with their free blocks), large blocks' runs, huge blocks' mappings.
     /// `in_use - live` is what the blocks cost beyond their size: span headers, rounding up
     /// to a size class or a span, and free blocks waiting in partly used spans.
     pub in_use: usize,

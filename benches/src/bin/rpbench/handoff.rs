@@ -16,6 +16,7 @@
 //! parked (a server between bursts).
 
 use super::{alloc_block, free_block, mib, rss, thread_cpu_ns, Alloc, Block, Rng};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -84,6 +85,10 @@ pub(crate) struct Outcome {
     pub rss_after: u64,
     /// RSS after the idle period with light activity.
     pub rss_idle: u64,
+    /// Most bytes of blocks in batches sent and not yet freed at once (the live data the
+    /// hand-off holds, without the batches the producers are filling): it depends on how
+    /// far the producers run ahead of the consumer, so on the allocator's speed too.
+    pub in_flight_peak: u64,
 }
 
 /// The hand-off's own settings.
@@ -111,11 +116,14 @@ pub(crate) fn run(a: Alloc, s: Settings, quiet: bool) -> Outcome {
     // measurement is over (`release`).
     let done = Arc::new(Barrier::new(s.producers + 2));
     let release = Arc::new(Barrier::new(s.producers + 2));
+    // Bytes in sent, not yet freed batches, and their peak.
+    let in_flight = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let start = Instant::now();
     let mut producers = Vec::new();
     for me in 0..s.producers {
         let tx = tx.clone();
         let (done, release) = (Arc::clone(&done), Arc::clone(&release));
+        let in_flight = Arc::clone(&in_flight);
         let share = s.blocks / s.producers + usize::from(me < s.blocks % s.producers);
         producers.push(std::thread::spawn(move || {
             let cpu = thread_cpu_ns();
@@ -125,10 +133,12 @@ pub(crate) fn run(a: Alloc, s: Settings, quiet: bool) -> Outcome {
                 batch.push(alloc_block(a, size_of(s.mix, &mut rng), i));
                 if batch.len() == s.batch {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(s.batch));
+                    sent(&in_flight, &full);
                     tx.send(Batch(full)).expect("consumer alive");
                 }
             }
             if !batch.is_empty() {
+                sent(&in_flight, &batch);
                 tx.send(Batch(batch)).expect("consumer alive");
             }
             drop(tx);
@@ -141,6 +151,7 @@ pub(crate) fn run(a: Alloc, s: Settings, quiet: bool) -> Outcome {
     drop(tx);
     let consumer = {
         let (done, release) = (Arc::clone(&done), Arc::clone(&release));
+        let in_flight = Arc::clone(&in_flight);
         std::thread::spawn(move || {
             let cpu = thread_cpu_ns();
             let mut freed = 0u64;
@@ -149,6 +160,7 @@ pub(crate) fn run(a: Alloc, s: Settings, quiet: bool) -> Outcome {
                 // allocated and freed), so it has a heap of its own in a thread-caching
                 // allocator, as in a real pipeline.
                 let record = alloc_block(a, 64, 1);
+                let bytes: usize = batch.iter().map(|b| b.layout.size()).sum();
                 for b in batch {
                     // SAFETY: the producer wrote the first byte (`touch`) of this live block.
                     let first = unsafe { b.ptr.read_volatile() };
@@ -157,6 +169,7 @@ pub(crate) fn run(a: Alloc, s: Settings, quiet: bool) -> Outcome {
                     freed += 1;
                 }
                 free_block(a, record);
+                in_flight[0].fetch_sub(bytes as u64, Ordering::Relaxed);
             }
             let cpu = thread_cpu_ns() - cpu;
             let wall = start.elapsed();
@@ -210,5 +223,13 @@ pub(crate) fn run(a: Alloc, s: Settings, quiet: bool) -> Outcome {
         wall_s: wall.as_secs_f64(),
         rss_after,
         rss_idle,
+        in_flight_peak: in_flight[1].load(Ordering::Relaxed),
     }
+}
+
+/// Counts a batch as in flight: `in_flight[0]` bytes now, `in_flight[1]` their peak.
+fn sent(in_flight: &[AtomicU64; 2], batch: &[Block]) {
+    let bytes: u64 = batch.iter().map(|b| b.layout.size() as u64).sum();
+    let now = in_flight[0].fetch_add(bytes, Ordering::Relaxed) + bytes;
+    in_flight[1].fetch_max(now, Ordering::Relaxed);
 }

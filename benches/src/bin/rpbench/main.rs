@@ -735,6 +735,8 @@ struct RunResult {
     rss_after: u64,
     /// `--mode handoff`: RSS after the idle period (0 for the other modes).
     rss_idle: u64,
+    /// `--mode handoff`: most bytes in flight at once (0 for the other modes).
+    in_flight_peak: u64,
 }
 
 fn run(p: Params) -> RunResult {
@@ -761,6 +763,7 @@ fn run(p: Params) -> RunResult {
             peak_rss,
             rss_after: out.rss_after,
             rss_idle: out.rss_idle,
+            in_flight_peak: out.in_flight_peak,
         };
     }
     let (alloc_ops, free_ops) = op_tables(&p);
@@ -882,6 +885,7 @@ fn run(p: Params) -> RunResult {
         peak_rss,
         rss_after,
         rss_idle: 0,
+        in_flight_peak: 0,
     }
 }
 
@@ -951,7 +955,11 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         mib(r.peak_rss),
         mib(r.rss_after),
         if p.mode == Mode::Handoff {
-            format!(", after idle {:.1} MiB", mib(r.rss_idle))
+            format!(
+                ", after idle {:.1} MiB; at most {:.1} MiB in flight",
+                mib(r.rss_idle),
+                mib(r.in_flight_peak)
+            )
         } else {
             String::new()
         }
@@ -961,7 +969,7 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
     }
     // Machine-readable, for `rpbench all`.
     println!(
-        "RESULT alloc={} mode={} threads={} ops={} cpu_s={:.6} wall_s={:.6} rss_start={} peak_rss={} rss_after={} rss_idle={}",
+        "RESULT alloc={} mode={} threads={} ops={} cpu_s={:.6} wall_s={:.6} rss_start={} peak_rss={} rss_after={} rss_idle={} in_flight_peak={}",
         p.alloc,
         mode_name(p.mode),
         p.threads,
@@ -971,7 +979,8 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
         r.rss_start,
         r.peak_rss,
         r.rss_after,
-        r.rss_idle
+        r.rss_idle,
+        r.in_flight_peak
     );
     Ok(())
 }
@@ -1114,6 +1123,8 @@ struct Ratios {
     peak: f64,
     after: f64,
     idle: f64,
+    /// Peak RSS per byte in flight (hand-off).
+    peak_per_live: f64,
 }
 
 #[derive(Clone)]
@@ -1128,6 +1139,8 @@ struct Row {
     after: u64,
     idle: u64,
     start: u64,
+    /// Peak RSS per byte in flight (hand-off; median).
+    peak_per_live: f64,
     /// Ratios to the baseline (C rpmalloc), each the median over repetitions of this peer's
     /// figure over the baseline's figure from the same repetition (run next to it, so a
     /// slow or fast spell of the machine cancels out).
@@ -1146,6 +1159,7 @@ struct Sample {
     peak_rss: u64,
     rss_after: u64,
     rss_idle: u64,
+    in_flight_peak: u64,
 }
 
 fn parse_result(line: &str) -> Option<Sample> {
@@ -1162,6 +1176,7 @@ fn parse_result(line: &str) -> Option<Sample> {
         peak_rss: get("peak_rss")?.parse().ok()?,
         rss_after: get("rss_after")?.parse().ok()?,
         rss_idle: get("rss_idle")?.parse().ok()?,
+        in_flight_peak: get("in_flight_peak")?.parse().ok()?,
     })
 }
 
@@ -1297,6 +1312,9 @@ fn cmd_all(args: &[String]) -> Result<(), String> {
                         peak: paired(b, &|r| r.peak_rss as f64),
                         after: paired(b, &|r| r.rss_after as f64),
                         idle: paired(b, &|r| r.rss_idle.max(1) as f64),
+                        peak_per_live: paired(b, &|r| {
+                            r.peak_rss as f64 / r.in_flight_peak.max(1) as f64
+                        }),
                     }
                 };
                 rows.push(Row {
@@ -1310,6 +1328,7 @@ fn cmd_all(args: &[String]) -> Result<(), String> {
                     after: med(&|r| r.rss_after as f64) as u64,
                     idle: med(&|r| r.rss_idle as f64) as u64,
                     start: med(&|r| r.rss_start as f64) as u64,
+                    peak_per_live: med(&|r| r.peak_rss as f64 / r.in_flight_peak.max(1) as f64),
                     to_c: reference(BASELINE).map(ratios),
                     to_jemalloc: reference(MEMORY_REFERENCE).map(ratios),
                 });
@@ -1493,8 +1512,10 @@ fn report(
              last free. *Peak RSS*: `VmHWM`. *After frees*: `VmRSS` right after the last free, \
              every worker thread still alive and idle. *After idle*: `VmRSS` after 2 s more of \
              light activity on another thread (32 small blocks allocated and freed every \
-             10 ms), the workers still idle. Memory ratios are given to C rpmalloc (C) and to \
-             jemalloc (je)."
+             10 ms), the workers still idle. *Peak RSS per byte in flight*: the peak RSS over the \
+             most bytes of blocks ever in sent, not yet freed batches — the live data, which \
+             grows when the producers run ahead of the consumer (a faster allocator fills the \
+             channel more). Memory ratios are given to C rpmalloc (C) and to jemalloc (je)."
         );
     }
     let _ = writeln!(
@@ -1547,6 +1568,26 @@ fn report(
                 let _ = write!(s, "| {peer} |");
                 cells(&mut s, set, peer, &|r| memory(r, r.after, |q| q.after));
                 cells(&mut s, set, peer, &|r| memory(r, r.idle, |q| q.idle));
+                let _ = writeln!(s);
+            }
+            let _ = writeln!(s);
+            header(&mut s, set, &["peak RSS per byte in flight"]);
+            for peer in peers {
+                let _ = write!(s, "| {peer} |");
+                cells(&mut s, set, peer, &|r| {
+                    let mut q = Vec::new();
+                    if let Some(c) = r.to_c.filter(|_| r.peer != BASELINE) {
+                        q.push(format!("{:.2}× C", c.peak_per_live));
+                    }
+                    if let Some(j) = r.to_jemalloc.filter(|_| r.peer != MEMORY_REFERENCE) {
+                        q.push(format!("{:.2}× je", j.peak_per_live));
+                    }
+                    if q.is_empty() {
+                        format!("{:.2}", r.peak_per_live)
+                    } else {
+                        format!("{:.2} ({})", r.peak_per_live, q.join(", "))
+                    }
+                });
                 let _ = writeln!(s);
             }
             let _ = writeln!(
