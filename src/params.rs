@@ -125,18 +125,33 @@ pub(crate) trait Params: Config {
         Self::MAX_GLOBAL_CACHE_BYTES
     };
 
+    /// [`Params::thread_cache_limit`] of every span count, computed once.
+    const THREAD_CACHE_LIMITS: [usize; LARGE_CLASS_COUNT] = {
+        let mut limits = [0; LARGE_CLASS_COUNT];
+        let mut i = 0;
+        while i < LARGE_CLASS_COUNT {
+            let span_count = i + 1;
+            limits[i] = if Self::ENABLE_UNLIMITED_CACHE {
+                usize::MAX
+            } else if span_count == 1 {
+                Self::MAX_THREAD_SPAN_CACHE
+            } else {
+                let limit = Self::MAX_THREAD_SPAN_LARGE_CACHE.saturating_sub(span_count >> 1);
+                if limit == 0 {
+                    1
+                } else {
+                    limit
+                }
+            };
+            i += 1;
+        }
+        limits
+    };
+
     /// Most runs of `span_count` spans one thread cache keeps.
     #[inline]
     fn thread_cache_limit(span_count: usize) -> usize {
-        if Self::ENABLE_UNLIMITED_CACHE {
-            usize::MAX
-        } else if span_count == 1 {
-            Self::MAX_THREAD_SPAN_CACHE
-        } else {
-            Self::MAX_THREAD_SPAN_LARGE_CACHE
-                .saturating_sub(span_count >> 1)
-                .max(1)
-        }
+        Self::THREAD_CACHE_LIMITS[span_count - 1]
     }
 
     /// Runs moved between a thread cache and the global cache at once.

@@ -62,8 +62,9 @@ impl HeapShared {
 pub(crate) struct ThreadCache {
     /// Free runs of each span count, youngest on top.
     stacks: [SpanStack; LARGE_CLASS_COUNT],
-    /// Bit `count - 1` is set when the stack of `count` spans holds runs: searches and
-    /// sweeps visit only those.
+    /// Bit `count - 1` is set when the stack of `count` spans may hold runs (a clear bit
+    /// means an empty stack; a pop leaves the bit, the searches clear it when they find the
+    /// stack empty): searches and sweeps visit only those.
     held: u64,
     /// Bytes of the runs on `stacks`.
     bytes: usize,
@@ -134,12 +135,8 @@ impl ThreadCache {
     /// Pops the youngest run of `count` spans, or null.
     #[inline]
     pub(crate) fn pop(&mut self, count: usize, span_size: usize) -> *mut Span {
-        let stack = &mut self.stacks[count - 1];
-        let span = stack.pop();
+        let span = self.stacks[count - 1].pop();
         if !span.is_null() {
-            if stack.count == 0 {
-                self.held &= !(1 << (count - 1));
-            }
             self.bytes -= count * span_size;
         }
         span
@@ -148,22 +145,36 @@ impl ThreadCache {
     /// Pops the youngest run of the smallest span count above `count` that the cache
     /// holds, or null.
     pub(crate) fn pop_larger(&mut self, count: usize, span_size: usize) -> *mut Span {
-        // Counts above `count` (`count` < 64).
-        let above = self.held & !((1u64 << count) - 1);
-        if above == 0 {
-            return ptr::null_mut();
+        loop {
+            // Counts above `count` (`count` < 64).
+            let above = self.held & !((1u64 << count) - 1);
+            if above == 0 {
+                return ptr::null_mut();
+            }
+            let larger = above.trailing_zeros() as usize + 1;
+            let span = self.pop(larger, span_size);
+            if !span.is_null() {
+                return span;
+            }
+            self.held &= !(1 << (larger - 1));
         }
-        self.pop(above.trailing_zeros() as usize + 1, span_size)
     }
 
     /// Pops the youngest run of the largest span count of at least `count` that the cache
     /// holds, or null.
     pub(crate) fn pop_longest(&mut self, count: usize, span_size: usize) -> *mut Span {
-        let from = self.held & !((1u64 << (count - 1)) - 1);
-        if from == 0 {
-            return ptr::null_mut();
+        loop {
+            let from = self.held & !((1u64 << (count - 1)) - 1);
+            if from == 0 {
+                return ptr::null_mut();
+            }
+            let longest = 64 - from.leading_zeros() as usize;
+            let span = self.pop(longest, span_size);
+            if !span.is_null() {
+                return span;
+            }
+            self.held &= !(1 << (longest - 1));
         }
-        self.pop(64 - from.leading_zeros() as usize, span_size)
     }
 
     /// Pushes a free run of `count` spans, stamped `epoch`; true if the stack now holds
@@ -402,7 +413,12 @@ mod tests {
         assert!(cache.pop_longest(4, SPAN).is_null());
         assert_eq!(cache.pop_longest(3, SPAN), p[0], "at least 3");
         assert_eq!(cache.pop_longest(1, SPAN), p[3]);
-        assert_eq!((cache.bytes(), cache.held), (0, 0));
+        assert_eq!(cache.bytes(), 0);
+        assert!(cache.pop_larger(0, SPAN).is_null() && cache.pop_longest(1, SPAN).is_null());
+        assert_eq!(
+            cache.held, 0,
+            "the searches cleared the bits of the emptied stacks"
+        );
     }
 
     #[test]
