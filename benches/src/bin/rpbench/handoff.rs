@@ -187,9 +187,30 @@ pub(crate) fn run(a: Alloc, s: Settings, quiet: bool) -> Outcome {
     }
     // Light activity on this thread while the workers stay parked: a server's
     // housekeeping between bursts, through the allocator under test.
-    let idle = Duration::from_millis(s.idle_ms);
+    let rss_idle = idle_with_light_activity(a, s.idle_ms, s.seed, quiet);
+    release.wait();
+    let (freed, mut cpu_ns, wall, rss_after) = consumer.join().expect("consumer panicked");
+    for p in producers {
+        cpu_ns += p.join().expect("producer panicked");
+    }
+    assert_eq!(freed as usize, s.blocks, "every block reached the consumer");
+    Outcome {
+        ops: 2 * freed,
+        cpu_s: cpu_ns as f64 / 1e9,
+        wall_s: wall.as_secs_f64(),
+        rss_after,
+        rss_idle,
+        in_flight_peak: in_flight[1].load(Ordering::Relaxed),
+    }
+}
+
+/// Allocates and frees 32 small blocks (every eighth 4 KiB bigger) every 10 ms for `ms`
+/// milliseconds through `a` — light activity, as a server's housekeeping between bursts —
+/// and returns the RSS then.
+pub(crate) fn idle_with_light_activity(a: Alloc, ms: u64, seed: u64, quiet: bool) -> u64 {
+    let idle = Duration::from_millis(ms);
     let idle_start = Instant::now();
-    let mut rng = Rng::new(s.seed ^ 0x1d1e);
+    let mut rng = Rng::new(seed ^ 0x1d1e);
     let mut held: Vec<Block> = Vec::new();
     let mut ticks = 0usize;
     while idle_start.elapsed() < idle {
@@ -206,25 +227,12 @@ pub(crate) fn run(a: Alloc, s: Settings, quiet: bool) -> Outcome {
     let (rss_idle, _) = rss();
     if !quiet {
         eprintln!(
-            "rpbench: handoff idle: {ticks} ticks of light activity in {:.2} s, RSS {:.1} MiB",
+            "rpbench: idle: {ticks} ticks of light activity in {:.2} s, RSS {:.1} MiB",
             idle_start.elapsed().as_secs_f64(),
             mib(rss_idle)
         );
     }
-    release.wait();
-    let (freed, mut cpu_ns, wall, rss_after) = consumer.join().expect("consumer panicked");
-    for p in producers {
-        cpu_ns += p.join().expect("producer panicked");
-    }
-    assert_eq!(freed as usize, s.blocks, "every block reached the consumer");
-    Outcome {
-        ops: 2 * freed,
-        cpu_s: cpu_ns as f64 / 1e9,
-        wall_s: wall.as_secs_f64(),
-        rss_after,
-        rss_idle,
-        in_flight_peak: in_flight[1].load(Ordering::Relaxed),
-    }
+    rss_idle
 }
 
 /// Counts a batch as in flight: `in_flight[0]` bytes now, `in_flight[1]` their peak.

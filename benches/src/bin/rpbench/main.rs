@@ -42,6 +42,9 @@ use handoff::{mix_name, parse_mix, Mix};
 
 type Alloc = &'static (dyn GlobalAlloc + Sync);
 
+/// Light activity after a hand-off, in milliseconds, before the "after idle" RSS.
+const HANDOFF_IDLE_MS: usize = 2000;
+
 // ---- configuration ---------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,12 +83,14 @@ struct Params {
     /// At each pass's end, count resident pages per span (`--span-pages`).
     span_pages: bool,
     /// `--mode handoff`: the sizes, the total blocks, blocks per batch, batches the channel
-    /// holds, and the idle time measured after the last free.
+    /// holds.
     mix: Mix,
     blocks: usize,
     batch: usize,
     queue: usize,
-    idle_ms: usize,
+    /// `--idle-ms`: light activity after the work, before the last RSS reading (hand-off:
+    /// [`HANDOFF_IDLE_MS`] unless given; other modes: none unless given).
+    idle_ms: Option<usize>,
 }
 
 impl Default for Params {
@@ -112,7 +117,7 @@ impl Default for Params {
             blocks: 160_000,
             batch: 200,
             queue: 4,
-            idle_ms: 2000,
+            idle_ms: None,
         }
     }
 }
@@ -196,7 +201,7 @@ fn apply_run_flag(p: &mut Params, flag: &str, v: &str) -> Result<bool, String> {
         "--blocks" => p.blocks = num(flag, v)?,
         "--batch" => p.batch = num(flag, v)?,
         "--queue" => p.queue = num(flag, v)?,
-        "--idle-ms" => p.idle_ms = num(flag, v)?,
+        "--idle-ms" => p.idle_ms = Some(num(flag, v)?),
         _ => return Ok(false),
     }
     Ok(true)
@@ -749,7 +754,7 @@ fn run(p: Params) -> RunResult {
             batch: p.batch,
             queue: p.queue,
             mix: p.mix,
-            idle_ms: p.idle_ms as u64,
+            idle_ms: p.idle_ms.unwrap_or(HANDOFF_IDLE_MS) as u64,
             seed: p.seed,
             diagnose: p.alloc == "ours",
         };
@@ -877,6 +882,11 @@ fn run(p: Params) -> RunResult {
     }
     let (rss_after, peak_rss) = rss();
     let peak_rss = peak_rss.max(PEAK_BEFORE_RESET.load(Ordering::Relaxed));
+    // With `--idle-ms`: RSS after that much light activity, the workers gone.
+    let rss_idle = match p.idle_ms {
+        Some(ms) if ms > 0 => handoff::idle_with_light_activity(alloc, ms as u64, p.seed, p.quiet),
+        _ => 0,
+    };
     RunResult {
         ops: total.ops,
         cpu_s: total.cpu_ns as f64 / 1e9,
@@ -884,7 +894,7 @@ fn run(p: Params) -> RunResult {
         rss_start,
         peak_rss,
         rss_after,
-        rss_idle: 0,
+        rss_idle,
         in_flight_peak: 0,
     }
 }
@@ -924,7 +934,7 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
             mix_name(p.mix),
             p.batch,
             p.queue,
-            p.idle_ms
+            p.idle_ms.unwrap_or(HANDOFF_IDLE_MS)
         );
     } else if !p.quiet {
         eprintln!(
@@ -960,6 +970,8 @@ fn cmd_run(args: &[String]) -> Result<(), String> {
                 mib(r.rss_idle),
                 mib(r.in_flight_peak)
             )
+        } else if r.rss_idle > 0 {
+            format!(", after idle {:.1} MiB", mib(r.rss_idle))
         } else {
             String::new()
         }
@@ -1795,9 +1807,11 @@ usage:
   rpbench run [--alloc NAME] [--mode random|larson|realloc|handoff] [--threads N]
               [--loops N] [--allocs N] [--op-count N] [--min BYTES] [--max BYTES]
               [--dist even|linear|exp] [--cross-rate N] [--passes N] [--rounds N]
-              [--seed N] [--quiet] [--phase-rss] [--span-pages]
+              [--seed N] [--quiet] [--phase-rss] [--span-pages] [--idle-ms N]
               handoff only (--threads = producers): [--mix small|medium|large|mixed]
-              [--blocks N] [--batch N] [--queue N] [--idle-ms N]
+              [--blocks N] [--batch N] [--queue N]
+              (--idle-ms: light activity after the work before the last RSS reading;
+              2000 for handoff unless given, none for the other modes)
   rpbench all [--threads 1,2,8] [--peers a,b,...] [--sets classic,handoff,std1,...]
               [--scale F] [--repeat N] [--docs DIR | --no-docs] [run options...]
 allocators: ours, ours-nocache, crpmalloc, mimalloc, jemalloc, system (built with
