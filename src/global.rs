@@ -211,32 +211,30 @@ impl<C: Config> Global<C> {
     /// Takes one run of the smallest span count above `count` the global cache holds, or
     /// null.
     pub(crate) fn extract_larger(&self, count: usize) -> *mut Span {
-        if !C::GLOBAL_CACHE {
-            return ptr::null_mut();
-        }
-        let mut held = self.cache.held_from(count, false);
-        while held != 0 {
-            let larger = held.trailing_zeros() as usize + 1;
-            held &= held - 1;
-            let (span, n) = self.cache.extract(larger, 1, C::SPAN_SIZE);
-            if n == 1 {
-                return span;
-            }
-        }
-        ptr::null_mut()
+        self.extract_one(self.cache.held_from(count, false), false)
     }
 
     /// Takes one run of the largest span count of at least `count` the global cache
     /// holds, or null.
     pub(crate) fn extract_longest(&self, count: usize) -> *mut Span {
+        self.extract_one(self.cache.held_from(count, true), true)
+    }
+
+    /// Takes one run of the first span count in `held` (a bit set, bit `k - 1` for `k`
+    /// spans: smallest first, or with `longest` largest first) whose cache still holds one,
+    /// or null.
+    fn extract_one(&self, mut held: u64, longest: bool) -> *mut Span {
         if !C::GLOBAL_CACHE {
             return ptr::null_mut();
         }
-        let mut held = self.cache.held_from(count, true);
         while held != 0 {
-            let longest = 64 - held.leading_zeros() as usize;
-            held &= !(1 << (longest - 1));
-            let (span, n) = self.cache.extract(longest, 1, C::SPAN_SIZE);
+            let bit = if longest {
+                63 - held.leading_zeros()
+            } else {
+                held.trailing_zeros()
+            };
+            held &= !(1 << bit);
+            let (span, n) = self.cache.extract(bit as usize + 1, 1, C::SPAN_SIZE);
             if n == 1 {
                 return span;
             }

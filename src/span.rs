@@ -165,8 +165,9 @@ impl Span {
 
 impl Span {
     /// Splits the free run at `span` after its first `count` spans: `span` becomes a run of
-    /// `count` spans and the rest a run of its own, whose header is written; returns it.
-    /// Both stay counted in their mapping's master, which the rest belongs to as well.
+    /// `count` spans and the rest a run of its own, whose header is written afresh (it lay
+    /// inside the run, under whatever the run's last block held); returns it. Both stay
+    /// counted in their mapping's master, which the rest belongs to as well.
     ///
     /// # Safety
     /// `span` is a free run of more than `count` spans of a mapping of `span_size` spans,
@@ -177,6 +178,9 @@ impl Span {
             let total = (*span).span_count as usize;
             debug_assert!(count < total);
             let rest = span.cast::<u8>().add(count * span_size).cast::<Span>();
+            // All zeros is a valid header: null links, empty remote list, zero counts.
+            rest.cast::<u8>()
+                .write_bytes(0, core::mem::size_of::<Span>());
             (*rest).span_count = (total - count) as u32;
             (*rest).offset_from_master = (*span).offset_from_master + count as u32;
             (*span).span_count = count as u32;
@@ -428,6 +432,28 @@ mod tests {
         assert_eq!(st.cut_stamped_before(2), (ptr::null_mut(), 0));
         assert_eq!(st.cut_stamped_before(10), (p[4], 2));
         assert!(st.head.is_null() && st.count == 0);
+    }
+
+    #[test]
+    fn a_split_run_gets_a_clean_header_for_its_rest() {
+        const SPAN: usize = 4096;
+        // Three "spans" of 4 KiB, the second full of a block's old bytes.
+        let mut memory = vec![0xA5u8; 3 * SPAN + SPAN];
+        let base = (memory.as_mut_ptr() as usize).next_multiple_of(SPAN) as *mut Span;
+        // SAFETY: `base` and the rest lie in `memory`, aligned for `Span`.
+        unsafe {
+            base.cast::<u8>()
+                .write_bytes(0, core::mem::size_of::<Span>());
+            (*base).span_count = 3;
+            (*base).offset_from_master = 5;
+            let rest = Span::split(base, 1, SPAN);
+            assert_eq!(rest as usize, base as usize + SPAN);
+            assert_eq!(((*base).span_count, (*rest).span_count), (1, 2));
+            assert_eq!((*rest).offset_from_master, 6);
+            assert!((*rest).remote.is_clear(), "no stale remote-free word");
+            assert!((*rest).next.is_null() && (*rest).prev.is_null());
+            assert_eq!((*rest).used, 0);
+        }
     }
 
     #[test]
