@@ -5,6 +5,7 @@
 //! Everything else — setting up a thread, refilling a bin, large and huge blocks, blocks
 //! freed by another thread — is out of line and `#[cold]`.
 
+use crate::addr;
 use crate::config::Config;
 use crate::heap::{empty_bins, Bin, Bins, Heap};
 use crate::huge;
@@ -60,7 +61,7 @@ unsafe fn class_of_block<C: Config>(ptr: *mut u8, layout: Layout) -> Option<usiz
     if layout.align() >= C::SPAN_SIZE {
         return None;
     }
-    let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
+    let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
     // SAFETY: per the contract the block's span header is valid.
     unsafe { ((*span).kind == Kind::Small).then(|| (*span).class as usize) }
 }
@@ -131,8 +132,12 @@ unsafe fn alloc_uncounted<C: Config>(layout: Layout) -> *mut u8 {
             let span = (*bin).span;
             if !span.is_null() {
                 let list = (*span).free_list;
-                let heap = Heap::<C>::from_bins(bins);
-                if !list.is_null() && heap.notices.is_empty_relaxed() && heap.ticks.quiet_tick() {
+                // Fields reached through the slot's pointer (the record's provenance), no
+                // reference to the owner part: the bin is written through `bin` below.
+                if !list.is_null()
+                    && Heap::<C>::shared_of(bins.cast()).notices.is_empty_relaxed()
+                    && Heap::<C>::ticks_of(bins).quiet_tick()
+                {
                     (*span).free_list = ptr::null_mut();
                     (*span).used = (*span).limit;
                     (*bin).free = (*list).next;
@@ -267,9 +272,9 @@ fn alloc_small_aligned<C: Config>(
     if block.is_null() {
         return Some(block);
     }
-    let p = os::align_up_pow2(block as usize, align) as *mut u8;
+    let p = addr::with_addr(block, os::align_up_pow2(block.addr(), align));
     if p != block {
-        let span = (block as usize & C::SPAN_MASK) as *mut Span;
+        let span = addr::mask::<_, Span>(block, C::SPAN_MASK);
         // SAFETY: the block's span is a small span of this heap.
         unsafe {
             (*span).aligned_blocks.store(true, Ordering::Relaxed);
@@ -291,8 +296,10 @@ fn alloc_after_exit<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
         if heap.is_null() {
             return ptr::null_mut();
         }
-        // SAFETY: a fresh heap; under the lock it joins the orphan list.
-        unsafe { (*heap).orphaned.store(true, Ordering::Relaxed) };
+        // SAFETY: a fresh heap's record; under the lock it joins the orphan list.
+        unsafe { Heap::<C>::shared_of(heap.cast()) }
+            .orphaned
+            .store(true, Ordering::Relaxed);
         *orphans = heap;
     }
     // SAFETY: orphaned heaps are used only under the orphan lock, which we hold.
@@ -316,7 +323,7 @@ pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
     }
     let bins = thread_state::<C>().heap.get();
     if layout.align() < C::SPAN_SIZE {
-        let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
+        let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
         // SAFETY: with alignment below the span size a block lies in the first span of its
         // run, whose header is valid; `fast_owner` equals our bins only for small spans
         // this thread owns, so the list and count are ours to update.
@@ -352,7 +359,7 @@ unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins)
         // SAFETY: such blocks are always huge.
         return unsafe { huge::free::<C>(ptr, layout.align()) };
     }
-    let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
+    let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
     // SAFETY: a live block's header is valid (see `dealloc`).
     unsafe {
         match (*span).kind {
@@ -409,9 +416,9 @@ unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
         if !(*span).aligned_blocks.load(Ordering::Relaxed) {
             return ptr;
         }
-        let data = Span::data(span) as usize;
+        let data = Span::data(span).addr();
         let size = (*span).block_size as usize;
-        (data + (ptr as usize - data) / size * size) as *mut u8
+        addr::with_addr(ptr, data + (ptr.addr() - data) / size * size)
     }
 }
 
@@ -425,7 +432,7 @@ unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
 unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
     // SAFETY: the span is live while its block is out; read the owner before the push
     // (after it the owner may take the block and release the span).
-    let heap = unsafe { (*span).heap }.cast::<Heap<C>>();
+    let heap = unsafe { (*span).heap };
     // SAFETY: per the contract; only the span's atomic word is shared.
     if !unsafe { (*span).remote.push(span.cast(), block) } {
         return;
@@ -434,14 +441,17 @@ unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
     // the owner's arming (a release): its reads of the notice link from the span's previous
     // notice then come before our write.
     fence(Ordering::Acquire);
-    // SAFETY: heaps are never unmapped. Only its atomic fields are reached, through field
-    // pointers: the owner may be mutating the rest.
-    let (notices, orphaned) = unsafe { (&(*heap).notices, &(*heap).orphaned) };
+    // SAFETY: the span's owner id is its heap's record address with the record's
+    // provenance, and records are never unmapped. Only the shared part is reached: the
+    // owner may be mutating the rest.
+    let shared = unsafe { Heap::<C>::shared_of(heap) };
+    let (notices, orphaned) = (&shared.notices, &shared.orphaned);
     // SAFETY: the span's notice link is ours to write until the push publishes it.
     unsafe { notices.push(&raw mut (*span).notice_link) };
     // SeqCst pairs with `Heap::orphan`: either we see the flag, or its take sees our push.
     if orphaned.load(Ordering::SeqCst) {
-        drain_orphan::<C>(heap);
+        // SAFETY: the span's owner id, read above.
+        unsafe { drain_orphan::<C>(heap) };
     }
 }
 
@@ -450,11 +460,16 @@ unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
 /// instead of all queueing on the lock (seen as `sched_yield` storms in `rpbench` at 8
 /// threads). After dropping the flag the drainer looks again, so a notice pushed by a
 /// thread that saw the flag set is never left behind.
+///
+/// # Safety
+/// `heap` is a heap id of configuration `C` as a span records it (the record's address,
+/// with its provenance).
 #[cold]
-fn drain_orphan<C: Config>(heap: *mut Heap<C>) {
-    // SAFETY: heaps are never unmapped; outside the lock only atomic fields are reached.
-    let (notices, orphaned, draining) =
-        unsafe { (&(*heap).notices, &(*heap).orphaned, &(*heap).draining) };
+unsafe fn drain_orphan<C: Config>(heap: *mut u8) {
+    // SAFETY: per the contract, a heap record, never unmapped. Outside the lock only the
+    // shared part is reached.
+    let shared = unsafe { Heap::<C>::shared_of(heap) };
+    let (notices, orphaned, draining) = (&shared.notices, &shared.orphaned, &shared.draining);
     loop {
         if draining.swap(true, Ordering::SeqCst) {
             // The drainer will see our push: our push and this swap precede its release
@@ -463,12 +478,11 @@ fn drain_orphan<C: Config>(heap: *mut Heap<C>) {
         }
         {
             let _orphans = C::global().orphans.lock();
-            // SAFETY: under the orphan lock an orphaned heap is ours to operate on; the
-            // flag is rechecked under the lock in case a thread adopted it meanwhile.
-            unsafe {
-                while orphaned.load(Ordering::Relaxed) && !notices.is_empty_relaxed() {
-                    (*heap).take_notices();
-                }
+            while orphaned.load(Ordering::Relaxed) && !notices.is_empty_relaxed() {
+                // SAFETY: under the orphan lock an orphaned heap is ours to use (the flag
+                // is rechecked under the lock in case a thread adopted it meanwhile); the
+                // reference lives for this call only.
+                unsafe { (*heap.cast::<Heap<C>>()).take_notices() };
             }
         }
         draining.store(false, Ordering::SeqCst);
@@ -491,7 +505,7 @@ pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) 
     // The block's usable size where known: the basis of the move's headroom.
     let mut usable = layout.size();
     if align < C::SPAN_SIZE {
-        let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
+        let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
         // SAFETY: a live block with alignment below the span size: valid header.
         unsafe {
             usable = match (*span).kind {

@@ -360,19 +360,16 @@ impl<C: Config> Global<C> {
         // thread does not allocate (`Heap::sweep_notices`). A heap taking its notices
         // (its lock held) is skipped; orphaned heaps settle theirs at each notice.
         for heap in self.heaps() {
-            // SAFETY: `heap.heap` is the heap this part belongs to, never unmapped.
-            let target = heap.heap.cast::<Heap<C>>();
-            // SAFETY: only the atomic notice list and flag are read before the lock.
-            let (notices, orphaned) = unsafe { (&(*target).notices, &(*target).orphaned) };
-            if notices.is_empty_relaxed() || orphaned.load(Ordering::Relaxed) {
+            if heap.notices.is_empty_relaxed() || heap.orphaned.load(Ordering::Relaxed) {
                 continue;
             }
             let Some(_lock) = heap.lock.try_lock() else {
                 continue;
             };
-            if !orphaned.load(Ordering::Relaxed) {
-                // SAFETY: not orphaned, and we hold its heap lock.
-                unsafe { Heap::sweep_notices(target) };
+            if !heap.orphaned.load(Ordering::Relaxed) {
+                // SAFETY: a heap of this configuration, not orphaned, and we hold its heap
+                // lock.
+                unsafe { Heap::<C>::sweep_notices(heap) };
             }
         }
         if C::THREAD_CACHE && cutoff > 0 {
@@ -459,8 +456,14 @@ impl<C: Config> Global<C> {
     }
 
     /// Unmaps a huge block's region, accounting for it.
-    pub(crate) fn unmap_huge(&self, p: *mut u8, len: usize) {
-        os::unmap(p, len);
+    ///
+    /// # Safety
+    /// `[p, p + len)` is what is left of a huge block's mapping (from [`Global::map_huge`],
+    /// possibly resized by `os::remap` and with its slack unmapped since), whole, and
+    /// nothing uses it any more.
+    pub(crate) unsafe fn unmap_huge(&self, p: *mut u8, len: usize) {
+        // SAFETY: per the contract.
+        unsafe { os::unmap(p, len) };
         self.count(|s| {
             s.unmapped(len);
             s.huge(len.wrapping_neg());

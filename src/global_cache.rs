@@ -126,8 +126,10 @@ impl GlobalCache {
             .min(n);
         let mut cached = 0;
         if room > 0 {
-            let rest = split_chain(chain, room);
-            // SAFETY: a chain of `room` free runs per the contract.
+            // SAFETY: per the contract `chain` holds `n >= room >= 1` free runs of `count`
+            // spans; its first `room` are pushed, the rest stays ours.
+            let rest = unsafe { split_chain(chain, room) };
+            // SAFETY: a chain of `room` free runs (just cut), no list holds them.
             unsafe { cache.ready.push(chain, room, epoch, false) };
             chain = rest;
             cached += room;
@@ -321,10 +323,15 @@ impl Stamped {
     }
 }
 
-/// Cuts a null-terminated chain of free runs after its first `n` (`n >= 1`) and returns the
-/// rest (null if the chain held exactly `n`).
-fn split_chain(chain: *mut Span, n: usize) -> *mut Span {
-    // SAFETY: callers pass a chain of at least `n` free runs linked by `next`.
+/// Cuts a null-terminated chain of free runs after its first `n` and returns the rest
+/// (null if the chain held exactly `n`).
+///
+/// # Safety
+/// `n >= 1`, and `chain` starts a chain of at least `n` free run headers linked by `next`
+/// that the caller owns.
+unsafe fn split_chain(chain: *mut Span, n: usize) -> *mut Span {
+    debug_assert!(n >= 1);
+    // SAFETY: per the contract the first `n` links are valid headers.
     unsafe {
         let mut last = chain;
         for _ in 1..n {

@@ -21,8 +21,8 @@
 //! blocks sit in the bin is never seen as empty, and the free path's one test
 //! `used == 0 || state == Full` catches every state change.
 
+use crate::addr;
 use crate::config::Config;
-use crate::deferred::DeferredList;
 use crate::params::Params;
 use crate::size_class::MAX_CLASS_COUNT;
 use crate::span::{Block, Kind, Span, SpanDList, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
@@ -31,7 +31,7 @@ use crate::thread_cache::HeapShared;
 use crate::thread_state::Ticks;
 use core::marker::PhantomData;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 
 /// Granularity of carving fresh blocks (the common 4 KiB page; only a heuristic).
 const PAGE_SIZE: usize = 4096;
@@ -77,68 +77,76 @@ pub(crate) const fn empty_bins() -> *mut Bins {
     (&raw const EMPTY_BINS.0).cast_mut()
 }
 
-/// A thread heap of configuration `C`. `bins` comes first so a `*mut Bins` taken from the
+/// A heap's record: the owner part first (so a `*mut Bins` from the thread slot is also
+/// the record's address), then the part other threads reach. Mapped once, never
+/// unmapped.
+#[repr(C)]
+pub(crate) struct HeapRecord<C> {
+    /// What only the heap's user touches.
+    heap: Heap<C>,
+    /// What other threads touch too.
+    shared: HeapShared,
+}
+
+/// The owner part of a thread heap of configuration `C`: what only the heap's *user*
+/// touches — its thread, or, while it is orphaned, whoever holds the global orphan lock.
+/// Its methods take `&mut self`; other threads never form a reference to it, and reach
+/// the heap only through its [`HeapShared`] (notices, flags, locks, the thread cache),
+/// which lies outside this struct. `bins` comes first so a `*mut Bins` taken from the
 /// thread slot is also the heap's address.
 #[repr(C)]
 pub(crate) struct Heap<C> {
     /// The fast-path view.
     pub bins: Bins,
-    /// Notices from other threads: spans that were in none of this heap's lists (see
-    /// [`RemoteList`](crate::remote::RemoteList)) and received a remote free. Linked
-    /// through `Span::notice_link`.
-    pub notices: DeferredList,
-    /// Allocator events of this heap (bin refills, spans acquired) left until it next
-    /// reads the clock for a decay sweep; beside `notices`, which the inline refill reads
-    /// too, so the refill's count touches no other cache line.
-    pub ticks: Ticks,
-    /// Set while the heap has no thread (on the orphan list).
-    pub orphaned: AtomicBool,
-    /// Set while some thread drains this orphaned heap on its behalf (`api::drain_orphan`).
-    pub draining: AtomicBool,
     /// Partial spans per size class.
     partial: [*mut Span; MAX_CLASS_COUNT],
-    /// What other threads reach (`thread_cache.rs`): the thread span cache and the spare
-    /// span of each class, behind a lock that decay sweeps and `collect()` take too (spares
-    /// stay with the heap when its thread exits, for the next thread), and the heap's
-    /// statistics counters.
-    shared: HeapShared,
+    /// The record this is part of, as mapped: the heap's identity in span headers and the
+    /// way to its shared part. Derived from the mapping, never from a reference, so other
+    /// threads may use it while the user holds `&mut` to this part.
+    record: *mut HeapRecord<C>,
     /// Unused spans left over from the last mapping.
     reserve: *mut Span,
     /// Spans in the reserve.
     reserve_count: usize,
     /// Master of the reserve's mapping.
     reserve_master: *mut Span,
-    /// Next heap on the orphan list.
-    pub next_orphan: *mut Heap<C>,
+    /// Next heap on the orphan list (written under the orphan lock).
+    pub(crate) next_orphan: *mut Heap<C>,
     /// Spans of each count this heap has handed out and not taken back (adaptive cache).
     span_in_use: [u32; LARGE_CLASS_COUNT],
     /// Highest `span_in_use` seen (adaptive cache).
     span_peak: [u32; LARGE_CLASS_COUNT],
     _config: PhantomData<C>,
+    /// Allocator events of this heap (bin refills, spans acquired) left until it next
+    /// reads the clock for a decay sweep; last, beside the shared part's `notices`, which
+    /// the inline refill reads too, so the refill's count touches no other cache line.
+    pub ticks: Ticks,
+}
+
+impl<C> HeapRecord<C> {
+    // A template written once into each new heap record, never shared.
+    #[allow(clippy::declare_interior_mutable_const)]
+    const NEW: Self = HeapRecord {
+        heap: Heap {
+            bins: Bins {
+                bin: [Bin::EMPTY; MAX_CLASS_COUNT],
+            },
+            partial: [ptr::null_mut(); MAX_CLASS_COUNT],
+            record: ptr::null_mut(),
+            reserve: ptr::null_mut(),
+            reserve_count: 0,
+            reserve_master: ptr::null_mut(),
+            next_orphan: ptr::null_mut(),
+            span_in_use: [0; LARGE_CLASS_COUNT],
+            span_peak: [0; LARGE_CLASS_COUNT],
+            _config: PhantomData,
+            ticks: Ticks::new(),
+        },
+        shared: HeapShared::new(),
+    };
 }
 
 impl<C: Config> Heap<C> {
-    // A template written once into each new heap record, never shared.
-    #[allow(clippy::declare_interior_mutable_const)]
-    const NEW: Self = Heap {
-        bins: Bins {
-            bin: [Bin::EMPTY; MAX_CLASS_COUNT],
-        },
-        notices: DeferredList::new(),
-        ticks: Ticks::new(),
-        orphaned: AtomicBool::new(false),
-        draining: AtomicBool::new(false),
-        partial: [ptr::null_mut(); MAX_CLASS_COUNT],
-        shared: HeapShared::new(),
-        reserve: ptr::null_mut(),
-        reserve_count: 0,
-        reserve_master: ptr::null_mut(),
-        next_orphan: ptr::null_mut(),
-        span_in_use: [0; LARGE_CLASS_COUNT],
-        span_peak: [0; LARGE_CLASS_COUNT],
-        _config: PhantomData,
-    };
-
     /// Maps and initialises a new heap; null when the OS refuses. Heaps are never unmapped:
     /// an exited thread's heap waits on the orphan list for the next thread.
     ///
@@ -146,54 +154,92 @@ impl<C: Config> Heap<C> {
     /// never partially unmapped, which is exactly what that crate offers.
     #[cold]
     pub(crate) fn create() -> *mut Heap<C> {
-        let len = core::mem::size_of::<Heap<C>>();
-        let Ok(mut map) = memmap2::MmapOptions::new().len(len).map_anon() else {
+        let len = core::mem::size_of::<HeapRecord<C>>();
+        let record = crate::os::map_record(len).cast::<HeapRecord<C>>();
+        if record.is_null() {
             return ptr::null_mut();
-        };
-        let heap = map.as_mut_ptr().cast::<Heap<C>>();
-        // The heap lives for the rest of the process; keep the mapping.
-        core::mem::forget(map);
+        }
         let global = C::global();
-        // SAFETY: a fresh page-aligned mapping of at least size_of::<Heap<C>>() bytes; the
-        // heap (and so its cache slot) is never unmapped and registered once, here.
+        // SAFETY: a fresh page-aligned mapping of at least size_of::<HeapRecord<C>>()
+        // bytes, never unmapped; the shared part is registered once, here.
         unsafe {
-            heap.write(Self::NEW);
-            (*heap).shared.heap = heap.cast();
-            global.register(&raw mut (*heap).shared);
+            // From a constant template (one copy; a literal with the pointer in it was
+            // built on the stack first: 2 000 instructions more per thread).
+            record.write(HeapRecord::NEW);
+            (*record).heap.record = record;
+            global.register(&raw mut (*record).shared);
         }
         global.count(|s| s.heap_created(len.next_multiple_of(crate::os::page_size())));
-        heap
+        record.cast()
     }
 
-    /// The heap whose bins are at `bins`.
+    /// The heap whose bins are at `bins`, for its user.
     ///
     /// # Safety
-    /// `bins` came from a real heap of this configuration (not [`EMPTY_BINS`]).
+    /// `bins` came from a real heap of this configuration (not [`EMPTY_BINS`]); the
+    /// caller is that heap's user (its thread, or the holder of the orphan lock while the
+    /// heap is orphaned) and forms no other reference to the heap's owner part while the
+    /// returned one is in use (callers use it for one call).
     #[inline(always)]
     pub(crate) unsafe fn from_bins<'a>(bins: *mut Bins) -> &'a mut Heap<C> {
-        // SAFETY: bins is the first field of a #[repr(C)] Heap<C>, per the contract.
+        // SAFETY: bins is the first field of a #[repr(C)] Heap<C>; exclusive per the
+        // contract (other threads touch only the shared part, outside this struct).
         unsafe { &mut *bins.cast::<Heap<C>>() }
     }
 
-    /// The type-erased address spans record as their owner.
+    /// The shared part of the heap whose record is at `heap` (a heap id as spans record
+    /// it, or the bins pointer of a thread slot).
+    ///
+    /// # Safety
+    /// `heap` is the address of a heap record of this configuration, with the provenance
+    /// of its mapping (a stored id or slot pointer, not one derived from a reference to
+    /// the owner part).
     #[inline(always)]
-    fn id(&mut self) -> *mut u8 {
-        (self as *mut Self).cast()
+    pub(crate) unsafe fn shared_of(heap: *mut u8) -> &'static HeapShared {
+        // SAFETY: per the contract; records are never unmapped, and the shared part is
+        // only ever reached through shared references.
+        unsafe { &(*heap.cast::<HeapRecord<C>>()).shared }
+    }
+
+    /// The tick count of the heap whose bins are at `bins`, reached without a reference
+    /// to the owner part (for the inline refill, which writes the bins through `bins`).
+    ///
+    /// # Safety
+    /// `bins` is a thread slot's pointer to a real heap of this configuration, used by
+    /// the calling thread.
+    #[inline(always)]
+    pub(crate) unsafe fn ticks_of<'a>(bins: *mut Bins) -> &'a Ticks {
+        // SAFETY: per the contract; `ticks` is a `Cell` of the heap's user, which is us.
+        unsafe { &(*bins.cast::<Heap<C>>()).ticks }
+    }
+
+    /// This heap's shared part.
+    #[inline(always)]
+    pub(crate) fn shared(&self) -> &'static HeapShared {
+        // SAFETY: `record` is this heap's record, as mapped.
+        unsafe { Self::shared_of(self.record.cast()) }
+    }
+
+    /// The type-erased address spans record as their owner (with the record's
+    /// provenance: other threads reach the shared part through it).
+    #[inline(always)]
+    fn id(&self) -> *mut u8 {
+        self.record.cast()
     }
 
     /// This heap's statistics counters, for its current user (its thread, or the holder of
     /// the orphan lock).
     #[inline(always)]
-    pub(crate) fn counters(&self) -> &HeapCounters {
-        &self.shared.counters
+    pub(crate) fn counters(&self) -> &'static HeapCounters {
+        &self.shared().counters
     }
 
     /// Counts `bytes` of spans that start (or, as `wrapping_neg`, stop) holding blocks. A
     /// read-modify-write: a decay sweep releases the spans of an idle heap's notices.
     #[inline(always)]
-    fn count_in_use(&self, bytes: usize) {
+    fn count_in_use(shared: &HeapShared, bytes: usize) {
         if C::ENABLE_STATISTICS {
-            self.counters().in_use(bytes, Writer::Shared);
+            shared.counters.in_use(bytes, Writer::Shared);
         }
     }
 
@@ -237,7 +283,7 @@ impl<C: Config> Heap<C> {
     #[inline(never)]
     pub(crate) fn alloc_small_slow(&mut self, class: usize) -> *mut u8 {
         self.tick();
-        if !self.notices.is_empty_relaxed() {
+        if !self.shared().notices.is_empty_relaxed() {
             self.take_notices();
         }
         loop {
@@ -299,7 +345,7 @@ impl<C: Config> Heap<C> {
                 }
             }
             let mut span = if C::THREAD_CACHE {
-                self.shared.cache.lock().take_spare(class)
+                self.shared().cache.lock().take_spare(class)
             } else {
                 ptr::null_mut()
             };
@@ -309,23 +355,29 @@ impl<C: Config> Heap<C> {
                     return ptr::null_mut();
                 }
             }
-            self.init_small(span, class);
+            // SAFETY: a free single span just taken from a cache, the reserve or a new
+            // mapping (no list holds it, no block of it is out); `class` is the caller's.
+            unsafe { self.init_small(span, class) };
             self.bins.bin[class].span = span;
         }
     }
 
     /// Prepares a free single span to serve `class` as its active span.
-    fn init_small(&mut self, span: *mut Span, class: usize) {
-        // SAFETY: a free run's header.
+    ///
+    /// # Safety
+    /// `span` is a free run of one span of this configuration that no list holds and no
+    /// other thread touches (its remote list clear), and `class < MAX_CLASS_COUNT`.
+    unsafe fn init_small(&mut self, span: *mut Span, class: usize) {
+        // SAFETY: per the contract, a free run's header.
         debug_assert_eq!(
             unsafe { (*span).span_count },
             1,
             "a class's span is one span"
         );
-        self.count_in_use(C::SPAN_SIZE);
+        Self::count_in_use(self.shared(), C::SPAN_SIZE);
         let id = self.id();
-        // SAFETY: a free run of one span owned by this heap; the mapping fields
-        // (span_count, offsets, master counters) are left alone.
+        // SAFETY: per the contract, a free run of one span, now this heap's; the mapping
+        // fields (span_count, offsets, master counters) are left alone.
         unsafe {
             (*span).fast_owner.store(id, Ordering::Relaxed);
             (*span).free_list = ptr::null_mut();
@@ -488,7 +540,25 @@ impl<C: Config> Heap<C> {
                 }
                 (*span).armed = false;
             }
-            self.count_in_use(C::SPAN_SIZE.wrapping_neg());
+            let run = Self::retire_empty(self.shared(), span);
+            if !run.is_null() {
+                self.release_spans(run);
+            }
+        }
+    }
+
+    /// The part of releasing an empty small span that needs only the heap's shared part
+    /// (a sweep releases idle heaps' spans through it): the span stops being a small span
+    /// of the heap, and becomes its class's spare if its class never carved it whole.
+    /// Returns the run to release next — the span, or the spare it displaced — or null.
+    ///
+    /// # Safety
+    /// `span` is a small span of the heap whose shared part is `shared`, with no block out,
+    /// disarmed, in no list, and touched by no other thread.
+    unsafe fn retire_empty(shared: &HeapShared, span: *mut Span) -> *mut Span {
+        Self::count_in_use(shared, C::SPAN_SIZE.wrapping_neg());
+        // SAFETY: per the contract the span is ours to rewrite.
+        unsafe {
             (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
             // A span its class never carved whole keeps its untouched pages only if the
             // same class takes it next (rpbench realloc and std2, 8 threads: threads of a
@@ -496,35 +566,30 @@ impl<C: Config> Heap<C> {
             // caches; peak RSS -3 to -4.5 %).
             if C::THREAD_CACHE
                 && (*span).limit < (*span).block_count
-                && !self.orphaned.load(Ordering::Relaxed)
+                && !shared.orphaned.load(Ordering::Relaxed)
             {
                 let class = (*span).class as usize;
                 let epoch = C::global().epoch();
-                let older = self.shared.cache.lock().put_spare(class, span, epoch);
-                if !older.is_null() {
-                    self.release_spans(older);
-                }
-                return;
+                return shared.cache.lock().put_spare(class, span, epoch);
             }
-            self.release_spans(span);
         }
+        span
     }
 
     /// Takes the spans other threads sent as notices and puts each back where it belongs,
     /// under the heap lock (see [`Heap::sweep_notices`]).
     #[cold]
     pub(crate) fn take_notices(&mut self) {
-        let lock = &raw const self.shared.lock;
-        // SAFETY: the heap's own lock, held until the end of this function; it guards no
-        // data of its own (only the order of takes against a sweep's).
-        let _lock = unsafe { (*lock).lock() };
-        let mut link = self.notices.take_all();
+        // The heap's own lock, held until the end of this function; it guards no data of
+        // its own (only the order of takes against a sweep's).
+        let _lock = self.shared().lock.lock();
+        let mut link = self.shared().notices.take_all();
         while !link.is_null() {
             // SAFETY: notices are `notice_link`s of this heap's small span headers, pushed
             // with release ordering; the header is found by masking.
             unsafe {
                 let next = (*link).next;
-                let span = (link as usize & C::SPAN_MASK) as *mut Span;
+                let span = addr::mask::<_, Span>(link, C::SPAN_MASK);
                 (*span).armed = false;
                 self.settle(span);
                 link = next;
@@ -548,23 +613,24 @@ impl<C: Config> Heap<C> {
     /// landing after an exiting thread's last take.
     ///
     /// # Safety
-    /// `heap` is a heap of this configuration that is not orphaned, and the caller holds
-    /// its heap lock. (The caller may be the heap's own thread, sweeping from one of its
-    /// slow paths: those touch such spans only through `take_notices`, which holds the
-    /// lock.)
-    pub(crate) unsafe fn sweep_notices(heap: *mut Heap<C>) {
-        // SAFETY: per the contract the heap is valid and, under its lock, ours for the
-        // structures a slow path touches; the fast paths of its thread reach neither the
-        // notice list's spans settled here nor the lists changed.
-        unsafe {
-            let heap = &mut *heap;
-            let mut link = heap.notices.take_all();
-            while !link.is_null() {
+    /// `shared` is the shared part of a heap of this configuration that is not orphaned,
+    /// and the caller holds its heap lock. (The caller may be the heap's own thread,
+    /// sweeping from one of its slow paths: those touch such spans only through
+    /// `take_notices`, which holds the lock.)
+    pub(crate) unsafe fn sweep_notices(shared: &HeapShared) {
+        let mut link = shared.notices.take_all();
+        while !link.is_null() {
+            // SAFETY: notices are `notice_link`s of this heap's small span headers, pushed
+            // with release ordering (the header is found by masking); an idle span is ours
+            // to release (see above), and only its own fields and the shared part are
+            // touched, never the owner part.
+            unsafe {
                 let next = (*link).next;
-                let span = (link as usize & C::SPAN_MASK) as *mut Span;
+                let span = addr::mask::<_, Span>(link, C::SPAN_MASK);
                 // Acquire: the owner stores `Releasing` with release after its last write
                 // to the span; for a full span, the acquire is the remote word's.
-                let idle = match State::from_u8((*span).state.load(Ordering::Acquire)) {
+                let state = State::from_u8((*span).state.load(Ordering::Acquire));
+                let idle = match state {
                     State::Releasing => true,
                     // Every local free of a full span makes it partial at once, so a full
                     // span has all its blocks out, and they are all back once the remote
@@ -573,11 +639,22 @@ impl<C: Config> Heap<C> {
                     State::Partial | State::Active => false,
                 };
                 if idle {
+                    // Its notice is taken: nothing is on the way any more.
                     (*span).armed = false;
-                    heap.settle(span);
+                    if state == State::Full {
+                        Self::take_remote(span);
+                    }
+                    debug_assert_eq!((*span).used, 0);
+                    let run = Self::retire_empty(shared, span);
+                    if !run.is_null() {
+                        // Into the idle heap's cache, where decay finds it. Not counted
+                        // off the owner's adaptive `span_in_use` (owner-only): it reads
+                        // high by the spans swept, which only widens that limit.
+                        Self::cache_run_within(shared, run, 1, C::thread_cache_limit(1));
+                    }
                 } else {
                     // Back for the heap's thread: still one notice per span.
-                    heap.notices.push(link);
+                    shared.notices.push(link);
                 }
                 link = next;
             }
@@ -663,7 +740,7 @@ impl<C: Config> Heap<C> {
         // instructions per large alloc+free pair.) The small-class slow path is the other
         // place they are taken.
         let mut span = self.cache_pop(count);
-        if span.is_null() && !self.notices.is_empty_relaxed() {
+        if span.is_null() && !self.shared().notices.is_empty_relaxed() {
             self.take_notices();
             span = self.cache_pop(count);
         }
@@ -683,7 +760,7 @@ impl<C: Config> Heap<C> {
             // producer, whose consumer returns spans a batch at a time, took the lock for
             // every span: 13 % of its time).
             let batch = C::THREAD_CACHE
-                && !self.orphaned.load(Ordering::Relaxed)
+                && !self.shared().orphaned.load(Ordering::Relaxed)
                 && (self.reserve_count < count
                     || global.cached_runs_hint(count) >= 2 * C::transfer_batch(count));
             let (chain, n) =
@@ -695,7 +772,7 @@ impl<C: Config> Heap<C> {
                     let rest = (*chain).next;
                     (*chain).next = ptr::null_mut();
                     let epoch = global.epoch();
-                    self.shared
+                    self.shared()
                         .cache
                         .lock()
                         .push_chain(count, rest, n - 1, epoch, C::SPAN_SIZE);
@@ -730,8 +807,8 @@ impl<C: Config> Heap<C> {
             return (self.take_reserve(count), true);
         }
         let mut span = ptr::null_mut();
-        if C::THREAD_CACHE && !self.orphaned.load(Ordering::Relaxed) {
-            span = self.shared.cache.lock().pop_longest(count, C::SPAN_SIZE);
+        if C::THREAD_CACHE && !self.shared().orphaned.load(Ordering::Relaxed) {
+            span = self.shared().cache.lock().pop_longest(count, C::SPAN_SIZE);
         }
         if span.is_null() {
             span = C::global().extract_longest(count);
@@ -746,7 +823,7 @@ impl<C: Config> Heap<C> {
     #[inline]
     fn cache_pop(&mut self, count: usize) -> *mut Span {
         if C::THREAD_CACHE {
-            self.shared.cache.lock().pop(count, C::SPAN_SIZE)
+            self.shared().cache.lock().pop(count, C::SPAN_SIZE)
         } else {
             ptr::null_mut()
         }
@@ -763,8 +840,8 @@ impl<C: Config> Heap<C> {
     /// and mostly unused, per small block.
     fn take_larger(&mut self, count: usize) -> *mut Span {
         let mut span = ptr::null_mut();
-        if C::THREAD_CACHE && !self.orphaned.load(Ordering::Relaxed) {
-            span = self.shared.cache.lock().pop_larger(count, C::SPAN_SIZE);
+        if C::THREAD_CACHE && !self.shared().orphaned.load(Ordering::Relaxed) {
+            span = self.shared().cache.lock().pop_larger(count, C::SPAN_SIZE);
         }
         if span.is_null() {
             span = C::global().extract_larger(count);
@@ -777,7 +854,8 @@ impl<C: Config> Heap<C> {
             // A single span is always cut: a size class's span is one span.
             if count == 1 || (*span).span_count as usize > 2 * count {
                 let rest = Span::split(span, count, C::SPAN_SIZE);
-                self.cache_run(rest);
+                let rest_count = (*rest).span_count as usize;
+                self.cache_run(rest, rest_count);
             }
         }
         span
@@ -844,7 +922,7 @@ impl<C: Config> Heap<C> {
             // The taken spans stay counted in the master's mapping; they now belong to the
             // run, which gives them back together when it is released.
             self.take_reserve(extra);
-            self.count_in_use(extra * C::SPAN_SIZE);
+            Self::count_in_use(self.shared(), extra * C::SPAN_SIZE);
             (*span).span_count = count as u32;
         }
         true
@@ -863,28 +941,35 @@ impl<C: Config> Heap<C> {
     /// Takes back a free run: into the thread cache while this heap has a thread, else
     /// the global cache or the OS. What the thread cache holds beyond its bounds goes on to
     /// the global cache.
+    ///
+    /// # Safety
+    /// `span` is a free run of this configuration (its header's `span_count` and mapping
+    /// fields valid) that no list holds and nothing else uses.
     #[inline]
-    pub(crate) fn release_spans(&mut self, span: *mut Span) {
+    pub(crate) unsafe fn release_spans(&mut self, span: *mut Span) {
+        // SAFETY: per the contract, a valid free run header.
+        let count = unsafe { (*span).span_count } as usize;
         if C::ENABLE_ADAPTIVE_THREAD_CACHE {
-            // SAFETY: span is a free run header.
-            let count = unsafe { (*span).span_count } as usize;
             let used = &mut self.span_in_use[count - 1];
             *used = used.saturating_sub(1);
         }
-        self.cache_run(span);
+        // SAFETY: per the contract.
+        unsafe { self.cache_run(span, count) };
     }
 
-    /// Caches a free run in the thread cache (what overflows goes on to the global cache),
-    /// or, without a thread, gives it to the global cache or the OS.
+    /// Caches a free run of `count` spans in the thread cache (what overflows goes on to
+    /// the global cache), or, without a thread, gives it to the global cache or the OS.
+    ///
+    /// # Safety
+    /// As [`Heap::release_spans`], and the run has `count` spans.
     #[inline]
-    fn cache_run(&mut self, span: *mut Span) {
-        // SAFETY: span is a free run header.
-        let count = unsafe { (*span).span_count } as usize;
+    unsafe fn cache_run(&mut self, span: *mut Span, count: usize) {
         let mut limit = C::thread_cache_limit(count);
         if C::ENABLE_ADAPTIVE_THREAD_CACHE {
             limit = limit.min(self.span_peak[count - 1] as usize).max(1);
         }
-        self.cache_run_within(span, count, limit);
+        // SAFETY: per the contract.
+        unsafe { Self::cache_run_within(self.shared(), span, count, limit) };
     }
 
     /// Takes back a large run that another heap allocated and this thread freed. A single
@@ -894,24 +979,32 @@ impl<C: Config> Heap<C> {
     /// every refill, 20 % of its time). A longer run goes to the global cache now, where the
     /// thread that allocated it and every other find it: a consumer must not keep what its
     /// producers would then map afresh.
-    pub(crate) fn release_foreign_run(&mut self, span: *mut Span) {
-        // SAFETY: span is a free run header.
-        let count = unsafe { (*span).span_count } as usize;
-        if count == 1 {
-            self.cache_run_within(span, count, C::transfer_batch(count));
-        } else {
-            // SAFETY: a free run no list holds.
-            unsafe { C::global().release_run(span) };
+    ///
+    /// # Safety
+    /// As [`Heap::release_spans`].
+    pub(crate) unsafe fn release_foreign_run(&mut self, span: *mut Span) {
+        // SAFETY: per the contract, a valid free run header that no list holds.
+        unsafe {
+            let count = (*span).span_count as usize;
+            if count == 1 {
+                Self::cache_run_within(self.shared(), span, count, C::transfer_batch(count));
+            } else {
+                C::global().release_run(span);
+            }
         }
     }
 
-    /// [`Heap::cache_run`] with the count limit `limit`.
+    /// [`Heap::cache_run`] with the count limit `limit`, for the heap whose shared part
+    /// is `shared` (its user, or a sweep holding its heap lock).
+    ///
+    /// # Safety
+    /// `span` is a free run of `count` spans of this configuration that no list holds.
     #[inline]
-    fn cache_run_within(&mut self, span: *mut Span, count: usize, limit: usize) {
+    unsafe fn cache_run_within(shared: &HeapShared, span: *mut Span, count: usize, limit: usize) {
         let global = C::global();
-        if C::THREAD_CACHE && !self.orphaned.load(Ordering::Relaxed) {
-            let mut cache = self.shared.cache.lock();
-            // SAFETY: a free run no list holds.
+        if C::THREAD_CACHE && !shared.orphaned.load(Ordering::Relaxed) {
+            let mut cache = shared.cache.lock();
+            // SAFETY: per the contract, a free run no list holds.
             let over = unsafe {
                 cache.push(
                     span,
@@ -924,11 +1017,11 @@ impl<C: Config> Heap<C> {
             };
             if over {
                 drop(cache);
-                self.spill(count, limit);
+                Self::spill(shared, count, limit);
             }
             return;
         }
-        // SAFETY: a free run.
+        // SAFETY: per the contract, a free run no list holds.
         unsafe { global.release_run(span) };
     }
 
@@ -936,8 +1029,8 @@ impl<C: Config> Heap<C> {
     /// cache.
     #[cold]
     #[inline(never)]
-    fn spill(&mut self, count: usize, limit: usize) {
-        let (chain, n) = self.shared.cache.lock().take_overflow(
+    fn spill(shared: &HeapShared, count: usize, limit: usize) {
+        let (chain, n) = shared.cache.lock().take_overflow(
             count,
             limit,
             C::transfer_batch(count),
@@ -965,7 +1058,10 @@ impl<C: Config> Heap<C> {
         if span.is_null() {
             return (ptr::null_mut(), false);
         }
-        let id = self.id();
+        // A large run's owner is only ever compared with a thread slot's pointer, never
+        // followed (no notices for large runs), so the address alone will do: taken from
+        // `self`, it saves the load of `record` (1 instruction per large pair).
+        let id = ptr::from_mut(self).cast::<u8>();
         // SAFETY: a free run of `count` spans; only block fields are written. `heap` tells
         // the free whether the freeing thread's heap allocated it (then its thread cache
         // takes the run back) or not (then the global cache does, where the allocating
@@ -974,10 +1070,13 @@ impl<C: Config> Heap<C> {
             (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
             (*span).kind = Kind::Large;
             (*span).heap = id;
-            self.count_in_use((*span).span_count as usize * C::SPAN_SIZE);
+            Self::count_in_use(self.shared(), (*span).span_count as usize * C::SPAN_SIZE);
         }
-        let data = Span::data(span) as usize;
-        (crate::os::align_up_pow2(data, align) as *mut u8, fresh)
+        let data = Span::data(span);
+        (
+            addr::with_addr(data, crate::os::align_up_pow2(data.addr(), align)),
+            fresh,
+        )
     }
 
     /// Spans needed for a large block.
@@ -1038,33 +1137,42 @@ impl<C: Config> Heap<C> {
         }
     }
 
-    /// Orphans this heap: hands its thread caches back, releases empty spans (small spans
-    /// not carved whole become their class's spare, which the heap keeps), and puts it on
-    /// the orphan list for the next thread. Called once when its thread exits.
-    pub(crate) fn orphan(&mut self) {
+    /// Orphans the heap at `heap`: hands its thread caches back, releases empty spans
+    /// (small spans not carved whole become their class's spare, which the heap keeps),
+    /// and puts it on the orphan list for the next thread.
+    ///
+    /// # Safety
+    /// `heap` is the calling thread's heap of this configuration, with its record's
+    /// provenance (the thread slot's pointer), which the thread no longer uses; no
+    /// reference to its owner part is live. Called once, when its thread exits.
+    pub(crate) unsafe fn orphan(heap: *mut Heap<C>) {
         let global = C::global();
+        // SAFETY: per the contract the heap is ours until it is published below; this
+        // reference is not used after that.
+        let owner = unsafe { &mut *heap };
+        let shared = owner.shared();
         // The heavy part runs while we still own the heap, outside the orphan lock (many
         // threads exiting at once queued behind each other here). Notices other threads
         // send meanwhile wait for the last take, under the lock, below.
-        self.take_notices();
+        owner.take_notices();
         for class in 0..MAX_CLASS_COUNT {
-            self.retire_bin(class);
+            owner.retire_bin(class);
             // No thread will allocate from the partial spans: watch them all (releasing the
             // ones remote frees already emptied), so remote frees bring them back.
-            let mut span = self.partial[class];
+            let mut span = owner.partial[class];
             while !span.is_null() {
                 // SAFETY: partial spans of this heap; `next` is read before `settle` may
                 // unlink the span.
                 unsafe {
                     let next = (*span).next;
-                    self.settle(span);
+                    owner.settle(span);
                     span = next;
                 }
             }
         }
         if C::THREAD_CACHE {
             for count in 1..=LARGE_CLASS_COUNT {
-                let (chain, n) = self.shared.cache.lock().take_stack(count, C::SPAN_SIZE);
+                let (chain, n) = shared.cache.lock().take_stack(count, C::SPAN_SIZE);
                 // SAFETY: thread caches hold free runs of `count` spans.
                 unsafe { global.release_chain(count, chain, n) };
             }
@@ -1075,11 +1183,11 @@ impl<C: Config> Heap<C> {
         // Set before the last take (SeqCst, paired with the notice push then load in
         // `api::free_remote`): a thread that sends a notice after that take sees the flag
         // and settles the span itself. Spans emptied from now on go to the global cache.
-        self.orphaned.store(true, Ordering::SeqCst);
+        shared.orphaned.store(true, Ordering::SeqCst);
         // The take's swap must not be ordered before the flag store (pushers load the flag
         // after pushing); `take_all` is only Acquire, so fence.
         core::sync::atomic::fence(Ordering::SeqCst);
-        self.take_notices();
+        owner.take_notices();
         // The reserve stays: it is untouched address space, and the next thread to adopt
         // this heap carves from it instead of mapping (and pinning) a mapping of its own.
         // So do the spare spans: the next thread's classes take them back before
@@ -1088,8 +1196,10 @@ impl<C: Config> Heap<C> {
         // 64 KiB spans), resident only as far as carved; rpmalloc keeps one per class of
         // every size. They are outside the global cache's limit until a thread adopts
         // the heap.
-        self.next_orphan = *orphans;
-        *orphans = self;
+        owner.next_orphan = *orphans;
+        // Published under the lock: from here the orphan lock's holder is the heap's user,
+        // and `owner` is not used again.
+        *orphans = heap;
     }
 
     /// `collect()`'s part for this heap (its own thread's, or an orphaned one under the
@@ -1117,7 +1227,9 @@ impl<C: Config> Heap<C> {
                 unsafe {
                     *orphans = (*heap).next_orphan;
                     (*heap).next_orphan = ptr::null_mut();
-                    (*heap).orphaned.store(false, Ordering::Relaxed);
+                    Self::shared_of(heap.cast())
+                        .orphaned
+                        .store(false, Ordering::Relaxed);
                 }
                 return heap;
             }

@@ -6,6 +6,7 @@
 //! for those the header sits exactly one span before the block; `dealloc` knows which from
 //! the layout's alignment.
 
+use crate::addr;
 use crate::config::Config;
 use crate::os;
 use crate::params::Params;
@@ -51,7 +52,7 @@ fn header<C: Config>(ptr: *mut u8, align: usize) -> *mut Span {
     if align >= C::SPAN_SIZE {
         ptr.wrapping_sub(C::SPAN_SIZE).cast()
     } else {
-        (ptr as usize & C::SPAN_MASK) as *mut Span
+        addr::mask::<_, Span>(ptr, C::SPAN_MASK)
     }
 }
 
@@ -78,7 +79,7 @@ pub(crate) unsafe fn free<C: Config>(ptr: *mut u8, align: usize) {
 /// `ptr` is a live huge block of this configuration with alignment below the span size.
 #[cold]
 pub(crate) unsafe fn realloc<C: Config>(ptr: *mut u8, new_size: usize) -> *mut u8 {
-    let span = (ptr as usize & C::SPAN_MASK) as *mut Span;
+    let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
     let offset = ptr as usize - span as usize;
     let Some(new_len) = new_size
         .checked_add(offset)
@@ -91,8 +92,14 @@ pub(crate) unsafe fn realloc<C: Config>(ptr: *mut u8, new_size: usize) -> *mut u
     if new_len <= old_len && new_len >= old_len / 2 {
         return ptr;
     }
-    trim_slack::<C>(span);
-    let moved = os::remap(span.cast(), old_len, new_len, C::SPAN_SIZE);
+    // SAFETY: a live huge header (per the contract) whose block is not being used while
+    // it is resized; after the trim, its mapping is exactly `old_len` bytes from the
+    // header, one whole mapping for `remap`, and on success the block is only reached
+    // through the new address returned below.
+    let moved = unsafe {
+        trim_slack::<C>(span);
+        os::remap(span.cast(), old_len, new_len, C::SPAN_SIZE)
+    };
     if moved.is_null() {
         return ptr::null_mut();
     }
@@ -111,8 +118,12 @@ pub(crate) unsafe fn realloc<C: Config>(ptr: *mut u8, new_size: usize) -> *mut u
 
 /// Unmaps a huge block's alignment slack, so the mapping is exactly `map_size` bytes from
 /// the header (what `mremap` needs).
-fn trim_slack<C: Config>(span: *mut Span) {
-    // SAFETY: a live huge header; the slack around it is ours and unused.
+///
+/// # Safety
+/// `span` is the header of a live huge block of this configuration.
+unsafe fn trim_slack<C: Config>(span: *mut Span) {
+    // SAFETY: per the contract a valid header, whose `map_head`/`map_tail` bytes around
+    // the block are still mapped (zeroed below once unmapped), ours and unused.
     unsafe {
         let head = (*span).map_head;
         let tail = (*span).map_tail;

@@ -27,6 +27,7 @@
 
 extern crate self as rpmalloc;
 
+mod addr;
 #[cfg(not(loom))]
 mod api;
 #[cfg(not(loom))]

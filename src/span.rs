@@ -236,11 +236,16 @@ impl SpanDList {
 }
 
 /// A singly linked stack of free span runs with a count (a span cache).
+///
+/// Invariant: `head` starts a null-terminated chain, linked by `next`, of exactly `count`
+/// free run headers that no other list holds. Only [`SpanStack::push`] and
+/// [`SpanStack::push_chain`] (unsafe, with that as their contract) add runs, and the
+/// fields are private, so the safe methods that walk and cut the chain rely on it.
 pub(crate) struct SpanStack {
     /// Top of the stack.
-    pub head: *mut Span,
+    head: *mut Span,
     /// Runs on the stack.
-    pub count: usize,
+    count: usize,
 }
 
 impl SpanStack {
@@ -249,6 +254,12 @@ impl SpanStack {
         head: ptr::null_mut(),
         count: 0,
     };
+
+    /// Runs on the stack.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
 
     /// Pushes a free run.
     ///
@@ -439,7 +450,10 @@ mod tests {
         const SPAN: usize = 4096;
         // Three "spans" of 4 KiB, the second full of a block's old bytes.
         let mut memory = vec![0xA5u8; 3 * SPAN + SPAN];
-        let base = (memory.as_mut_ptr() as usize).next_multiple_of(SPAN) as *mut Span;
+        let base = memory
+            .as_mut_ptr()
+            .map_addr(|a| a.next_multiple_of(SPAN))
+            .cast::<Span>();
         // SAFETY: `base` and the rest lie in `memory`, aligned for `Span`.
         unsafe {
             base.cast::<u8>()

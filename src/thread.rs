@@ -80,8 +80,9 @@ unsafe extern "C" fn on_thread_exit<C: Config>(_value: *mut libc::c_void) {
     let bins = state.heap.replace(empty_bins());
     state.status.set(DEAD);
     if bins != empty_bins() {
-        // SAFETY: a real heap of this configuration, owned by this thread until now.
-        unsafe { Heap::<C>::from_bins(bins) }.orphan();
+        // SAFETY: a real heap of this configuration, owned by this thread until now, with
+        // the slot's (the record's) provenance; the slot no longer points to it.
+        unsafe { Heap::<C>::orphan(bins.cast()) };
     }
 }
 

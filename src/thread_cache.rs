@@ -18,25 +18,47 @@
 //! chains from the global cache go on top, so stamps never decrease from bottom to top and
 //! a sweep cuts the old runs off the bottom of each stack.
 
+use crate::deferred::DeferredList;
 use crate::lock::SpinLock;
 use crate::size_class::MAX_CLASS_COUNT;
 use crate::span::{Span, SpanStack, LARGE_CLASS_COUNT};
 use crate::stats::HeapCounters;
 use core::ptr;
+use core::sync::atomic::AtomicBool;
 
 // `ThreadCache::held` has a bit per span count.
 const _: () = assert!(LARGE_CLASS_COUNT <= 64);
 
 /// The part of a heap that other threads reach, and its link on the configuration's list
-/// of heaps: the heap lock, its thread cache (behind a lock of its own) and its statistics
-/// counters.
+/// of heaps. Everything here is reached through `&HeapShared` only — atomics, locks, and
+/// counters with their own write rules — so other threads may use it while the heap's
+/// user holds `&mut` to the heap's owner part (`Heap`), which does not contain it.
+///
+/// | field | written by | read by |
+/// |---|---|---|
+/// | `notices` | any thread (push); the heap's user or a sweeper holding `lock` (take) | all |
+/// | `orphaned` | the orphan lock's holder | all |
+/// | `draining` | threads draining an orphaned heap (`api::drain_orphan`) | same |
+/// | `lock` | the heap's user, sweeps | — |
+/// | `cache` | under its lock: the heap's user, sweeps, `collect()` | same |
+/// | `counters` | see [`HeapCounters`] | `statistics()` |
+/// | `next` | once, before the part is published | list walkers |
+// `notices` first: the inline refill reads it beside the owner part's last field, its tick
+// count (`Heap::ticks`).
+#[repr(C)]
 pub(crate) struct HeapShared {
+    /// Notices from other threads: small spans that were in none of the heap's lists
+    /// (see [`RemoteList`](crate::remote::RemoteList)) and received a remote free. Linked
+    /// through `Span::notice_link`.
+    pub(crate) notices: DeferredList,
+    /// Set while the heap has no thread (on the orphan list).
+    pub(crate) orphaned: AtomicBool,
+    /// Set while some thread drains this orphaned heap on its behalf (`api::drain_orphan`).
+    pub(crate) draining: AtomicBool,
     /// Held while the heap's notices are taken: by the heap's user (or the orphan lock's
     /// holder) and by a decay sweep that settles some of them (`Heap::sweep_notices`).
     /// Taken after the orphan lock and before the cache's lock.
     pub(crate) lock: SpinLock<()>,
-    /// The heap this is part of (a type-erased `*mut Heap<C>`), for the sweeps.
-    pub(crate) heap: *mut u8,
     /// The cache.
     pub(crate) cache: SpinLock<ThreadCache>,
     /// Statistics of the heap's thread (written by it alone, read by `statistics()`).
@@ -49,8 +71,10 @@ impl HeapShared {
     /// A new heap's part, not yet on the list.
     pub(crate) const fn new() -> Self {
         HeapShared {
+            notices: DeferredList::new(),
+            orphaned: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             lock: SpinLock::new(()),
-            heap: ptr::null_mut(),
             cache: SpinLock::new(ThreadCache::EMPTY),
             counters: HeapCounters::new(),
             next: ptr::null(),
@@ -129,7 +153,7 @@ impl ThreadCache {
     /// Runs of `count` spans held.
     #[cfg(test)]
     fn runs(&self, count: usize) -> usize {
-        self.stacks[count - 1].count
+        self.stacks[count - 1].len()
     }
 
     /// Pops the youngest run of `count` spans, or null.
@@ -201,7 +225,7 @@ impl ThreadCache {
         }
         self.held |= 1 << (count - 1);
         self.bytes += count * span_size;
-        stack.count > limit || self.bytes > budget
+        stack.len() > limit || self.bytes > budget
     }
 
     /// Pushes a null-terminated chain of `n` free runs of `count` spans, stamping each.
@@ -245,7 +269,7 @@ impl ThreadCache {
         budget: usize,
         span_size: usize,
     ) -> (*mut Span, usize) {
-        let held = self.stacks[count - 1].count;
+        let held = self.stacks[count - 1].len();
         let run_bytes = count * span_size;
         let mut n = 0;
         if held > limit {
@@ -259,7 +283,7 @@ impl ThreadCache {
         }
         let stack = &mut self.stacks[count - 1];
         let (chain, n) = stack.take_chain(n);
-        if stack.count == 0 {
+        if stack.len() == 0 {
             self.held &= !(1 << (count - 1));
         }
         self.bytes -= n * run_bytes;
@@ -268,7 +292,7 @@ impl ThreadCache {
 
     /// Takes every run of `count` spans (thread exit).
     pub(crate) fn take_stack(&mut self, count: usize, span_size: usize) -> (*mut Span, usize) {
-        let n = self.stacks[count - 1].count;
+        let n = self.stacks[count - 1].len();
         let (chain, n) = self.stacks[count - 1].take_chain(n);
         self.held &= !(1 << (count - 1));
         self.bytes -= n * count * span_size;
@@ -311,7 +335,7 @@ impl ThreadCache {
             held &= held - 1;
             let stack = &mut self.stacks[i];
             let (chain, n) = stack.cut_stamped_before(cutoff);
-            if stack.count == 0 {
+            if stack.len() == 0 {
                 self.held &= !(1 << i);
             }
             self.bytes -= n * (i + 1) * span_size;

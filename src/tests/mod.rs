@@ -27,6 +27,31 @@ test_config!(
     SPAN_MAP_COUNT: usize = 4,
 );
 
+/// `n` in a normal build; under Miri, which interprets every instruction (a few hundred
+/// times slower), `n / 50` (at least 1). Tests scale their counts with it, not their logic.
+pub(crate) const fn scaled(n: usize) -> usize {
+    if cfg!(miri) {
+        if n / 500 > 0 {
+            n / 500
+        } else {
+            1
+        }
+    } else {
+        n
+    }
+}
+
+/// A block's address sent to another thread (`*mut u8` is not `Send`), keeping its
+/// provenance (an integer would lose it; Miri checks that).
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut u8);
+// SAFETY: only an address handed over with the block's ownership.
+unsafe impl Send for SendPtr {}
+
+/// Bytes of a block `roundtrip` writes and checks: under Miri, enough to see blocks do not
+/// overlap their neighbours' first bytes, not whole pages byte by byte.
+const FILL_LIMIT: usize = if cfg!(miri) { 32 } else { 4096 };
+
 fn fill(p: *mut u8, size: usize, seed: u8) {
     for i in 0..size {
         // SAFETY: p holds size bytes.
@@ -53,11 +78,11 @@ fn roundtrip<C: crate::Config>(sizes: &[usize], align: usize) {
         let p = unsafe { api::alloc::<C>(layout) };
         assert!(!p.is_null(), "size {size} align {align}");
         assert_eq!(p as usize % align, 0, "size {size} align {align}");
-        fill(p, size.min(4096), i as u8);
+        fill(p, size.min(FILL_LIMIT), i as u8);
         live.push((p, layout, i as u8));
     }
     for &(p, layout, seed) in &live {
-        check(p, layout.size().min(4096), seed);
+        check(p, layout.size().min(FILL_LIMIT), seed);
     }
     for (p, layout, _) in live {
         // SAFETY: allocated above with this layout.
@@ -65,9 +90,24 @@ fn roundtrip<C: crate::Config>(sizes: &[usize], align: usize) {
     }
 }
 
-#[test]
-fn every_size_class_and_kind_roundtrips() {
-    let mut sizes: Vec<usize> = (1..=2048).step_by(7).collect();
+/// Sizes for `every_size_class_and_kind_roundtrips`: each class's block size (under Miri)
+/// or sizes 7 bytes apart up to 2 KiB (which meet every class below it), then medium,
+/// large and huge sizes.
+fn sizes_of_every_kind<C: crate::Config>(every_class: bool) -> Vec<usize> {
+    let mut sizes: Vec<usize> = if every_class {
+        let mut classes: Vec<usize> = C::CLASSES
+            .block_size
+            .iter()
+            .map(|&s| s as usize)
+            .filter(|&s| s > 0 && s <= C::MEDIUM_LIMIT)
+            .collect();
+        classes.dedup();
+        classes
+    } else if cfg!(miri) {
+        (1..=2048).step_by(97).collect()
+    } else {
+        (1..=2048).step_by(7).collect()
+    };
     sizes.extend([
         4096,
         16384,
@@ -79,9 +119,16 @@ fn every_size_class_and_kind_roundtrips() {
         4 << 20,
         9 << 20,
     ]);
+    sizes
+}
+
+#[test]
+fn every_size_class_and_kind_roundtrips() {
     for align in [1, 8, 16, 32, 64, 128, 256, 4096, 32768, 65536, 1 << 20] {
-        roundtrip::<Default64k>(&sizes, align);
-        roundtrip::<NoCache16k>(&sizes, align);
+        // Under Miri every class once at the natural alignment, samples at the others.
+        let every_class = cfg!(miri) && align == 16;
+        roundtrip::<Default64k>(&sizes_of_every_kind::<Default64k>(every_class), align);
+        roundtrip::<NoCache16k>(&sizes_of_every_kind::<NoCache16k>(every_class), align);
     }
 }
 
@@ -174,24 +221,24 @@ fn refused_memory_returns_null() {
 #[test]
 fn cross_thread_frees_return_to_owner() {
     let layout = Layout::from_size_align(100, 16).unwrap();
-    let blocks: Vec<usize> = (0..50_000)
+    let blocks: Vec<SendPtr> = (0..scaled(50_000))
         .map(|i| {
             // SAFETY: valid layout.
             let p = unsafe { api::alloc::<Default64k>(layout) };
             fill(p, 100, i as u8);
-            p as usize
+            SendPtr(p)
         })
         .collect();
     let handle = std::thread::spawn(move || {
-        for (i, &p) in blocks.iter().enumerate() {
-            check(p as *mut u8, 100, i as u8);
+        for (i, &SendPtr(p)) in blocks.iter().enumerate() {
+            check(p, 100, i as u8);
             // SAFETY: allocated by the main thread with this layout.
-            unsafe { api::dealloc::<Default64k>(p as *mut u8, layout) };
+            unsafe { api::dealloc::<Default64k>(p, layout) };
         }
     });
     handle.join().unwrap();
     // The owner collects the deferred frees and reuses the blocks.
-    roundtrip::<Default64k>(&vec![100; 60_000], 16);
+    roundtrip::<Default64k>(&vec![100; scaled(60_000)], 16);
 }
 
 test_config!(
@@ -377,7 +424,7 @@ fn filled_blocks<C: crate::Config>(n: usize) -> Vec<usize> {
             // SAFETY: valid layout.
             let p = unsafe { api::alloc::<C>(layout) };
             assert!(!p.is_null());
-            fill(p, 1000, i as u8);
+            fill(p, FILL_LIMIT.min(1000), i as u8);
             p as usize
         })
         .collect()
@@ -388,7 +435,7 @@ fn free_on_other_thread<C: crate::Config>(blocks: Vec<usize>) {
     std::thread::spawn(move || {
         let layout = Layout::from_size_align(1000, 16).unwrap();
         for (i, &p) in blocks.iter().enumerate() {
-            check(p as *mut u8, 1000, i as u8);
+            check(p as *mut u8, FILL_LIMIT.min(1000), i as u8);
             // SAFETY: allocated by another thread with this layout.
             unsafe { api::dealloc::<C>(p as *mut u8, layout) };
         }
@@ -425,7 +472,7 @@ fn remote_frees_bring_full_spans_back_to_a_live_owner() {
         // The blocks came back for reuse, contents intact.
         let again = filled_blocks::<RemoteLive>(64 * 40);
         for (i, &p) in again.iter().enumerate() {
-            check(p as *mut u8, 1000, i as u8);
+            check(p as *mut u8, FILL_LIMIT.min(1000), i as u8);
         }
         free_on_other_thread::<RemoteLive>(again);
     })
@@ -726,7 +773,7 @@ fn mapped_beyond_heap_records<C: crate::Config>(
     after: &crate::Statistics,
 ) -> usize {
     let record =
-        core::mem::size_of::<crate::heap::Heap<C>>().next_multiple_of(crate::os::page_size());
+        core::mem::size_of::<crate::heap::HeapRecord<C>>().next_multiple_of(crate::os::page_size());
     after.mapped - before.mapped - (after.heaps - before.heaps) * record
 }
 

@@ -1,6 +1,12 @@
 //! The OS layer: anonymous mappings that are aligned, partially unmapped, decommitted and
-//! moved. Everything here is a thin, checked wrapper over `mmap`, `munmap`, `madvise` and
-//! `mremap` from `libc`; `memmap2` cannot align a mapping, unmap part of one or move one.
+//! moved, and a coarse clock.
+//!
+//! The platform's calls are behind one trait, [`Primitives`], with one implementation per
+//! platform: `linux.rs` (the real `mmap`, `munmap`, `madvise`, `mremap`) and, under Miri,
+//! `miri.rs` (whole-region bookkeeping over `std::alloc::System`, since Miri's `munmap`
+//! takes only a whole region and it has no `madvise`). This module builds what the
+//! allocator needs on top — aligned mappings, the page size read once, test-only fault
+//! injection — the same for every platform.
 //!
 //! Every function reports failure as a null pointer or `false`: the allocator turns that
 //! into a null return to the caller, never a panic.
@@ -8,23 +14,73 @@
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// The huge page size assumed for `MAP_HUGETLB` (x86-64 and aarch64 default).
+#[cfg(not(miri))]
+mod linux;
+#[cfg(miri)]
+mod miri;
+
+/// The platform's implementation.
+#[cfg(not(miri))]
+type Sys = linux::Linux;
+/// The platform's implementation.
+#[cfg(miri)]
+type Sys = miri::Miri;
+
+/// What the allocator needs from the operating system. One implementation per platform;
+/// everything above this layer uses the functions of this module, never the trait's.
+pub(crate) trait Primitives {
+    /// Maps `len` bytes (a non-zero multiple of the page size) of zeroed read-write memory
+    /// at a page-aligned address, backed by huge pages with `huge_pages` (which the
+    /// platform may refuse); null when the OS refuses.
+    fn map(len: usize, huge_pages: bool) -> *mut u8;
+
+    /// Maps `len` bytes of zeroed read-write memory for a heap record, which is never
+    /// unmapped; null when the OS refuses.
+    fn map_record(len: usize) -> *mut u8;
+
+    /// Unmaps `[p, p + len)`.
+    ///
+    /// # Safety
+    /// The range is page-aligned, lies inside memory [`Primitives::map`] returned, has not
+    /// been unmapped before, and nothing uses it any more.
+    unsafe fn unmap(p: *mut u8, len: usize);
+
+    /// Gives the physical pages of `[p, p + len)` back to the OS while keeping the range
+    /// mapped; they read back as zero.
+    ///
+    /// # Safety
+    /// The range is whole pages of a live mapping of ours that nothing uses.
+    unsafe fn decommit(p: *mut u8, len: usize);
+
+    /// Asks for huge pages under `[p, p + len)`: a hint, which may be ignored.
+    fn advise_huge(p: *mut u8, len: usize);
+
+    /// Resizes the mapping `[p, p + old_len)` to `new_len` bytes, moving it if needed to
+    /// an `align`-aligned address, keeping its contents. Null (the mapping untouched) when
+    /// the OS refuses or cannot.
+    ///
+    /// # Safety
+    /// `[p, p + old_len)` is one whole mapping of ours (one [`Primitives::map`] or
+    /// `remap`, with nothing of it unmapped), `align` a power of two, `new_len` a multiple
+    /// of the page size; on success the old range is no longer ours.
+    unsafe fn remap(p: *mut u8, old_len: usize, new_len: usize, align: usize) -> *mut u8;
+
+    /// The page size.
+    fn page_size() -> usize;
+
+    /// A coarse monotonic clock in milliseconds, for ageing cached spans.
+    fn now_ms() -> u64;
+}
+
+/// The huge page size assumed for huge-page mappings (x86-64 and aarch64 default).
 const HUGE_PAGE_SIZE: usize = 2 << 20;
 
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
-/// A coarse monotonic clock in milliseconds (`CLOCK_MONOTONIC_COARSE`: a vDSO read, no
-/// syscall), for ageing cached spans.
+/// A coarse monotonic clock in milliseconds, for ageing cached spans.
+#[inline]
 pub(crate) fn now_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer; the clock exists on every Linux this builds for. On
-    // failure `ts` stays zero: stamps of 0 are expired at once, so ageing is simply off
-    // and memory goes back as before.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    Sys::now_ms()
 }
 
 /// The OS page size, read once.
@@ -39,9 +95,7 @@ pub(crate) fn page_size() -> usize {
 
 #[cold]
 fn read_page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let raw = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let size = if raw > 0 { raw as usize } else { 4096 };
+    let size = Sys::page_size();
     PAGE_SIZE.store(size, Ordering::Relaxed);
     size
 }
@@ -105,7 +159,7 @@ pub(crate) fn map_padded(
     if huge_pages && align <= HUGE_PAGE_SIZE && offset == 0 && len.is_multiple_of(HUGE_PAGE_SIZE) {
         // MAP_HUGETLB mappings are huge-page aligned already; when the system has no
         // reserved huge pages this fails and we fall back quietly.
-        let p = raw_map(len, libc::MAP_HUGETLB);
+        let p = raw_map(len, true);
         if !p.is_null() {
             return Mapping {
                 start: p,
@@ -118,11 +172,11 @@ pub(crate) fn map_padded(
     let Some(total) = len.checked_add(slack) else {
         return refused;
     };
-    let base = raw_map(total, 0);
+    let base = raw_map(total, false);
     if base.is_null() {
         return refused;
     }
-    let base_addr = base as usize;
+    let base_addr = base.addr();
     // `total` covers `len` bytes from the first suitably aligned address at or after base.
     let start = match align_up(base_addr + offset, align) {
         Some(a) => a - offset,
@@ -132,17 +186,19 @@ pub(crate) fn map_padded(
     let mut tail = total - head - len;
     if trim {
         if head > 0 {
-            unmap(base, head);
+            // SAFETY: the slack before the aligned start, ours and unused.
+            unsafe { unmap(base, head) };
         }
         if tail > 0 {
-            unmap((start + len) as *mut u8, tail);
+            // SAFETY: the slack after the aligned range, ours and unused.
+            unsafe { unmap(crate::addr::with_addr(base, start + len), tail) };
         }
         head = 0;
         tail = 0;
     }
-    let p = start as *mut u8;
+    let p = crate::addr::with_addr(base, start);
     if huge_pages {
-        advise_huge(p, len);
+        Sys::advise_huge(p, len);
     }
     Mapping {
         start: p,
@@ -151,129 +207,68 @@ pub(crate) fn map_padded(
     }
 }
 
-fn raw_map(len: usize, extra_flags: libc::c_int) -> *mut u8 {
+/// A mapping of `len` bytes from the platform (huge pages with `huge_pages`), unless a
+/// test injects a failure.
+fn raw_map(len: usize, huge_pages: bool) -> *mut u8 {
     #[cfg(test)]
     if fault::refuse(len) {
         return ptr::null_mut();
     }
-    // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
-    // existing memory; the result is checked against MAP_FAILED.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        ptr::null_mut()
-    } else {
-        p.cast()
-    }
+    Sys::map(len, huge_pages)
 }
 
-fn advise_huge(p: *mut u8, len: usize) {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    // SAFETY: advice on a range we own; failure (no THP support) is harmless and ignored.
-    unsafe {
-        libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE);
+/// Maps a heap record of `len` bytes (zeroed, page-aligned, never unmapped); null when the
+/// OS refuses.
+pub(crate) fn map_record(len: usize) -> *mut u8 {
+    #[cfg(test)]
+    if fault::refuse(len) {
+        return ptr::null_mut();
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = (p, len);
+    Sys::map_record(len)
 }
 
-/// Unmaps `len` bytes at `p`, which must be a page-aligned range this allocator mapped and
-/// no longer uses.
-pub(crate) fn unmap(p: *mut u8, len: usize) {
-    // SAFETY: the caller owns the range and hands it back; nothing references it afterwards.
-    let rc = unsafe { libc::munmap(p.cast(), len) };
-    debug_assert_eq!(rc, 0, "munmap failed");
+/// Unmaps `len` bytes at `p`.
+///
+/// # Safety
+/// `[p, p + len)` is page-aligned, lies inside one mapping this module made (not a heap
+/// record), was not unmapped before, and nothing uses it any more.
+pub(crate) unsafe fn unmap(p: *mut u8, len: usize) {
+    // SAFETY: per the contract.
+    unsafe { Sys::unmap(p, len) }
 }
 
 /// Gives the physical pages of `[p, p + len)` back to the OS while keeping the address
-/// range mapped. Only whole pages inside the range are released.
-pub(crate) fn decommit(p: *mut u8, len: usize) {
+/// range mapped; they read back as zero. Only whole pages inside the range are released.
+///
+/// # Safety
+/// The range lies inside a live mapping this module made, and nothing uses it.
+pub(crate) unsafe fn decommit(p: *mut u8, len: usize) {
     let page = page_size();
-    let start = (p as usize).next_multiple_of(page);
-    let end = (p as usize + len) & !(page - 1);
+    let start = p.addr().next_multiple_of(page);
+    let end = (p.addr() + len) & !(page - 1);
     if end <= start {
         return;
     }
-    // SAFETY: MADV_DONTNEED on pages this allocator owns and no longer uses; they read back
-    // as zero. (MADV_FREE would leave them counted as resident until memory pressure.)
-    unsafe {
-        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-    }
+    // SAFETY: whole pages inside the caller's range, per the contract.
+    unsafe { Sys::decommit(crate::addr::with_addr(p, start), end - start) }
 }
 
 /// Resizes the mapping `[p, p + old_len)` to `new_len` bytes, moving it if needed to an
 /// address that is `align`-aligned; contents are kept without copying. Returns the new
-/// address, or null (with the old mapping untouched) when the OS refuses.
-#[cfg(target_os = "linux")]
-pub(crate) fn remap(p: *mut u8, old_len: usize, new_len: usize, align: usize) -> *mut u8 {
+/// address, or null (with the old mapping untouched) when the OS refuses or cannot (then
+/// the caller allocates, copies and frees).
+///
+/// # Safety
+/// `[p, p + old_len)` is one whole mapping this module made (slack trimmed, nothing else
+/// unmapped), `align` a power of two and `new_len` a multiple of the page size. On
+/// success the old range must not be used again.
+pub(crate) unsafe fn remap(p: *mut u8, old_len: usize, new_len: usize, align: usize) -> *mut u8 {
     #[cfg(test)]
     if new_len > old_len && fault::refuse(new_len) {
         return ptr::null_mut();
     }
-    // SAFETY: resizing in place (no MAYMOVE) either succeeds on our own mapping or fails
-    // leaving it untouched.
-    let r = unsafe { libc::mremap(p.cast(), old_len, new_len, 0) };
-    if r != libc::MAP_FAILED {
-        return p;
-    }
-    // Reserve an aligned window, then move the pages there: MREMAP_FIXED replaces the
-    // reservation atomically, so no other mapping can land in between.
-    let Some(total) = new_len.checked_add(align) else {
-        return ptr::null_mut();
-    };
-    // SAFETY: a fresh PROT_NONE reservation, checked below.
-    let res = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            total,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if res == libc::MAP_FAILED {
-        return ptr::null_mut();
-    }
-    let res = res as usize;
-    let target = (res + align - 1) & !(align - 1);
-    // SAFETY: the target window lies inside our reservation; on failure the old mapping is
-    // untouched and we drop the reservation.
-    let moved = unsafe {
-        libc::mremap(
-            p.cast(),
-            old_len,
-            new_len,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            target as *mut libc::c_void,
-        )
-    };
-    if moved == libc::MAP_FAILED {
-        unmap(res as *mut u8, total);
-        return ptr::null_mut();
-    }
-    if target > res {
-        unmap(res as *mut u8, target - res);
-    }
-    let tail = res + total - (target + new_len);
-    if tail > 0 {
-        unmap((target + new_len) as *mut u8, tail);
-    }
-    target as *mut u8
-}
-
-/// Without `mremap` the caller falls back to allocate, copy and free.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn remap(_p: *mut u8, _old_len: usize, _new_len: usize, _align: usize) -> *mut u8 {
-    ptr::null_mut()
+    // SAFETY: per the contract.
+    unsafe { Sys::remap(p, old_len, new_len, align) }
 }
 
 /// Test-only fault injection: make this thread's mappings fail, to check that the allocator
@@ -334,24 +329,28 @@ mod tests {
                 assert_eq!(*p.add(len - 1), 0);
                 p.write_bytes(0xAB, len);
             }
-            unmap(p, len);
+            // SAFETY: the whole mapping made above, no longer used.
+            unsafe { unmap(p, len) };
         }
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri aborts on an allocation beyond its address space")]
     fn refused_mapping_is_null() {
         assert!(map_aligned(1 << 46, 65536, 0, false).is_null());
         assert!(map_aligned(usize::MAX & !0xFFFF, 65536, 0, false).is_null());
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri has no mremap: remap always refuses there")]
     fn remap_keeps_contents_and_alignment() {
         let page = page_size();
         let align = 1 << 16;
         let p = map_aligned(4 * page, align, 0, false);
         // SAFETY: p is ours, 4 pages.
         unsafe { p.write_bytes(7, 4 * page) };
-        let q = remap(p, 4 * page, 1 << 22, align);
+        // SAFETY: p is one whole, trimmed mapping of 4 pages, not used after the move.
+        let q = unsafe { remap(p, 4 * page, 1 << 22, align) };
         assert!(!q.is_null());
         assert_eq!(q as usize % align, 0);
         // SAFETY: q now maps 4 MiB with the first 4 pages moved from p.
@@ -359,6 +358,7 @@ mod tests {
             assert_eq!(*q.add(4 * page - 1), 7);
             assert_eq!(*q.add((1 << 22) - 1), 0);
         }
-        unmap(q, 1 << 22);
+        // SAFETY: the whole moved mapping, no longer used.
+        unsafe { unmap(q, 1 << 22) };
     }
 }
