@@ -437,17 +437,16 @@ unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
     if !unsafe { (*span).remote.push(span.cast(), block) } {
         return;
     }
-    // We took the notify flag: the owner keeps the span until this notice arrives. Acquire
-    // the owner's arming (a release): its reads of the notice link from the span's previous
-    // notice then come before our write.
-    fence(Ordering::Acquire);
+    // We took the notify flag: the owner keeps the span until this notice arrives. The
+    // push acquired the owner's arming (a release), so its reads of the notice link from
+    // the span's previous notice come before our write.
     // SAFETY: the span's owner id is its heap's record address with the record's
     // provenance, and records are never unmapped. Only the shared part is reached: the
     // owner may be mutating the rest.
     let shared = unsafe { Heap::<C>::shared_of(heap) };
     let (notices, orphaned) = (&shared.notices, &shared.orphaned);
     // SAFETY: the span's notice link is ours to write until the push publishes it.
-    unsafe { notices.push(&raw mut (*span).notice_link) };
+    unsafe { notices.push((*span).notice_link.get()) };
     // SeqCst pairs with `Heap::orphan`: either we see the flag, or its take sees our push.
     if orphaned.load(Ordering::SeqCst) {
         // SAFETY: the span's owner id, read above.

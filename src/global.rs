@@ -44,8 +44,9 @@ pub struct Global<C> {
     epoch: AtomicU64,
     /// The period of the last sweep.
     swept: AtomicU64,
-    /// Unit tests: milliseconds added to this configuration's clock (`advance_clock`), so
-    /// decay is tested without sleeping.
+    /// Unit tests: this configuration's clock, which only `advance_clock` moves, so decay
+    /// is tested without sleeping and without depending on how fast the test runs (under
+    /// ThreadSanitizer or Miri real time ran past the delay between two checks).
     #[cfg(test)]
     clock_offset: AtomicU64,
     /// Held by the thread running a sweep or `collect()` (and across `fork`): one at a
@@ -292,11 +293,12 @@ impl<C: Config> Global<C> {
         })
     }
 
-    /// The clock decay runs on, in milliseconds (`os::now_ms`, plus the test offset).
+    /// The clock decay runs on, in milliseconds (`os::now_ms`; in unit tests the manual
+    /// clock, from an hour in).
     #[inline]
     fn now_ms(&self) -> u64 {
         #[cfg(test)]
-        return os::now_ms() + self.clock_offset.load(Ordering::Relaxed);
+        return 3_600_000 + self.clock_offset.load(Ordering::Relaxed);
         #[cfg(not(test))]
         os::now_ms()
     }

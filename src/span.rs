@@ -109,8 +109,11 @@ pub(crate) struct Span {
     pub prev: *mut Span,
     /// Links in a partial list or a span cache.
     pub next: *mut Span,
-    /// Link in the owning heap's notice list (see [`RemoteList`]).
-    pub notice_link: Block,
+    /// Link in the owning heap's notice list (see [`RemoteList`]). In an `UnsafeCell`:
+    /// the freer that takes the notify flag writes it while the owner may hold a `&Span`
+    /// (`Span::state`), and a shared reference asserts that every byte outside an
+    /// `UnsafeCell` is unchanging (Miri reported the retag and the write as a data race).
+    pub notice_link: core::cell::UnsafeCell<Block>,
     /// Spans in this run.
     pub span_count: u32,
     /// Distance in spans to the master of the mapping.
