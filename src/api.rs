@@ -433,8 +433,19 @@ unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
     // SAFETY: the span is live while its block is out; read the owner before the push
     // (after it the owner may take the block and release the span).
     let heap = unsafe { (*span).heap };
-    // SAFETY: per the contract; only the span's atomic word is shared.
-    if !unsafe { (*span).remote.push(span.cast(), block) } {
+    let global = C::global();
+    // SAFETY: per the contract; only the span's atomic word is shared. A push that may
+    // take the flag first enters a notice window, which `fork` waits for (and leaves it
+    // at once if it did not take the flag after all).
+    let took_flag = unsafe {
+        (*span).remote.push_entering(
+            span.cast(),
+            block,
+            || global.enter_notice_window(),
+            || global.leave_notice_window(),
+        )
+    };
+    if !took_flag {
         return;
     }
     // We took the notify flag: the owner keeps the span until this notice arrives. The
@@ -445,8 +456,16 @@ unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
     // owner may be mutating the rest.
     let shared = unsafe { Heap::<C>::shared_of(heap) };
     let (notices, orphaned) = (&shared.notices, &shared.orphaned);
-    // SAFETY: the span's notice link is ours to write until the push publishes it.
-    unsafe { notices.push((*span).notice_link.get()) };
+    // SAFETY: the span's notice link is ours to write until the push publishes it. Taken
+    // without a reference, so the pointer keeps the span's provenance: the owner masks it
+    // back to the span header (Stacked Borrows rejected a pointer from `get()`, confined
+    // to the link's 8 bytes).
+    unsafe {
+        notices.push(core::cell::UnsafeCell::raw_get(
+            &raw const (*span).notice_link,
+        ))
+    };
+    global.leave_notice_window();
     // SeqCst pairs with `Heap::orphan`: either we see the flag, or its take sees our push.
     if orphaned.load(Ordering::SeqCst) {
         // SAFETY: the span's owner id, read above.

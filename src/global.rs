@@ -30,7 +30,7 @@ use crate::stats::{ClassUse, Counters, Statistics, Totals};
 use crate::thread_cache::{Batches, HeapShared};
 use core::marker::PhantomData;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// The global state of one configuration. Created only by `define_rpmalloc!`.
 pub struct Global<C> {
@@ -52,6 +52,12 @@ pub struct Global<C> {
     /// Held by the thread running a sweep or `collect()` (and across `fork`): one at a
     /// time, and a sweep due meanwhile is skipped, not waited for.
     maintenance: SpinLock<()>,
+    /// Remote frees between taking a span's notify flag and delivering its notice (see
+    /// [`Global::enter_notice_window`]): `fork` waits for none to be in progress, so a
+    /// child never inherits a span whose notice died with the thread sending it.
+    notices_in_flight: AtomicUsize,
+    /// Set while a `fork` waits for `notices_in_flight` to drain; new senders wait.
+    forking: AtomicBool,
     /// Heaps of exited threads, linked through `Heap::next_orphan`.
     pub(crate) orphans: SpinLock<*mut Heap<C>>,
     /// The pthread key whose destructor retires a thread's heap, plus one (0: not created).
@@ -77,6 +83,8 @@ impl<C: Config> Global<C> {
             #[cfg(test)]
             clock_offset: AtomicU64::new(0),
             maintenance: SpinLock::new(()),
+            notices_in_flight: AtomicUsize::new(0),
+            forking: AtomicBool::new(false),
             orphans: SpinLock::new(ptr::null_mut()),
             exit_key: AtomicUsize::new(0),
             stats: Counters::new(),
@@ -512,8 +520,66 @@ impl<C: Config> Global<C> {
         Some(s)
     }
 
+    /// Marks the calling thread as about to take a span's notify flag and deliver its
+    /// notice; [`Global::leave_notice_window`] ends it. Waits while a `fork` is being
+    /// prepared. (SeqCst on both sides: either this thread sees `forking`, or the forking
+    /// thread sees its count.)
+    #[cold]
+    pub(crate) fn enter_notice_window(&self) {
+        loop {
+            self.notices_in_flight.fetch_add(1, Ordering::SeqCst);
+            if !self.forking.load(Ordering::SeqCst) {
+                return;
+            }
+            self.notices_in_flight.fetch_sub(1, Ordering::SeqCst);
+            while self.forking.load(Ordering::Relaxed) {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Ends what [`Global::enter_notice_window`] began: the notice is delivered, or this
+    /// push did not take the flag.
+    #[inline]
+    pub(crate) fn leave_notice_window(&self) {
+        self.notices_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Before `fork`: stops new notice windows and waits for the open ones to close (no
+    /// lock is taken in one), then takes every lock. In the child no span is left with its
+    /// flag taken and its notice undelivered, and no structure mid-update.
+    pub(crate) fn prepare_fork(&self) {
+        self.forking.store(true, Ordering::SeqCst);
+        while self.notices_in_flight.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        self.lock_all();
+    }
+
+    /// After `fork`, in the parent: releases what [`Global::prepare_fork`] took.
+    ///
+    /// # Safety
+    /// The calling thread ran `prepare_fork`.
+    pub(crate) unsafe fn parent_after_fork(&self) {
+        // SAFETY: per the contract this thread holds every lock.
+        unsafe { self.unlock_all() };
+        self.forking.store(false, Ordering::SeqCst);
+    }
+
+    /// After `fork`, in the child (only the forking thread exists): resets the locks and
+    /// the window count and lets notices flow again.
+    ///
+    /// # Safety
+    /// Called in the child right after a `fork` that `prepare_fork` prepared.
+    pub(crate) unsafe fn child_after_fork(&self) {
+        // SAFETY: per the contract.
+        unsafe { self.reset_locks() };
+        self.notices_in_flight.store(0, Ordering::Relaxed);
+        self.forking.store(false, Ordering::SeqCst);
+    }
+
     /// Takes every lock of this configuration (before `fork`).
-    pub(crate) fn lock_all(&self) {
+    fn lock_all(&self) {
         // In the order every other path takes them: maintenance, orphans, a thread cache,
         // a global cache count.
         self.maintenance.raw_lock();
@@ -531,7 +597,7 @@ impl<C: Config> Global<C> {
     ///
     /// # Safety
     /// The caller holds every lock through `lock_all`.
-    pub(crate) unsafe fn unlock_all(&self) {
+    unsafe fn unlock_all(&self) {
         // SAFETY: per the contract.
         unsafe {
             self.cache.unlock_all();
@@ -550,7 +616,7 @@ impl<C: Config> Global<C> {
     ///
     /// # Safety
     /// Called in the child right after `fork`.
-    pub(crate) unsafe fn reset_locks(&self) {
+    unsafe fn reset_locks(&self) {
         // SAFETY: per the contract no other thread exists to hold them; `lock_all` took
         // them all before `fork`, so no structure was mid-update.
         unsafe {

@@ -89,29 +89,103 @@ impl RemoteList {
     /// # Safety
     /// `block` is a block the caller gives up (its first word becomes the link), inside
     /// the span at `base` that owns this list.
+    #[cfg(test)]
     #[inline]
     pub(crate) unsafe fn push(&self, base: *mut u8, block: *mut Block) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe { self.push_entering(base, block, || {}, || {}) }
+    }
+
+    /// [`RemoteList::push`], calling `enter` once before the first exchange that could
+    /// take the notify flag (one from a word with the flag set), and `leave` if it called
+    /// `enter` but the push then did not take the flag: a caller that must not be caught
+    /// between taking the flag and delivering the notice (by `fork`) marks itself there,
+    /// and leaves once the notice is delivered. True if the push took the flag.
+    ///
+    /// # Safety
+    /// `block` is a block the caller gives up (its first word becomes the link), inside
+    /// the span at `base` that owns this list.
+    #[inline]
+    pub(crate) unsafe fn push_entering(
+        &self,
+        base: *mut u8,
+        block: *mut Block,
+        enter: impl Fn(),
+        leave: impl Fn(),
+    ) -> bool {
         let index = ((block as usize - base as usize) / UNIT) as u64;
         debug_assert!(index <= FIELD_MASK && (block as usize - base as usize).is_multiple_of(UNIT));
         let mut old = self.word.load(Ordering::Relaxed);
         loop {
-            let count = (old >> (2 * FIELD_BITS)) & FIELD_MASK;
-            let (next, tail) = if count == 0 {
-                (ptr::null_mut(), index)
-            } else {
-                (at(base, old), (old >> FIELD_BITS) & FIELD_MASK)
-            };
+            if old & NOTIFY != 0 {
+                // SAFETY: forwarded contract.
+                return unsafe { self.push_notifying(base, block, index, enter, leave) };
+            }
             // SAFETY: the block is ours until the exchange publishes it.
-            unsafe { (*block).next = next };
-            let new = index | tail << FIELD_BITS | (count + 1) << (2 * FIELD_BITS);
+            let new = unsafe { Self::link(base, block, index, old) };
+            // Release only: an exchange from a word without the flag takes no flag.
+            match self
+                .word
+                .compare_exchange_weak(old, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return false,
+                Err(current) => old = current,
+            }
+        }
+    }
+
+    /// The rest of [`RemoteList::push_entering`] once the flag was seen set (the first
+    /// free into an armed span: rare).
+    ///
+    /// # Safety
+    /// As [`RemoteList::push`]; `index` is the block's offset field.
+    #[cold]
+    #[inline(never)]
+    unsafe fn push_notifying(
+        &self,
+        base: *mut u8,
+        block: *mut Block,
+        index: u64,
+        enter: impl Fn(),
+        leave: impl Fn(),
+    ) -> bool {
+        enter();
+        let mut old = self.word.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the block is ours until the exchange publishes it.
+            let new = unsafe { Self::link(base, block, index, old) };
             match self
                 .word
                 .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return old & NOTIFY != 0,
+                Ok(_) => {
+                    let took = old & NOTIFY != 0;
+                    if !took {
+                        leave();
+                    }
+                    return took;
+                }
                 Err(current) => old = current,
             }
         }
+    }
+
+    /// Links `block` (offset field `index`) in front of the chain of the word `old` and
+    /// returns the word after the push (the flag cleared).
+    ///
+    /// # Safety
+    /// `block` is the caller's, inside the span at `base`.
+    #[inline(always)]
+    unsafe fn link(base: *mut u8, block: *mut Block, index: u64, old: u64) -> u64 {
+        let count = (old >> (2 * FIELD_BITS)) & FIELD_MASK;
+        let (next, tail) = if count == 0 {
+            (ptr::null_mut(), index)
+        } else {
+            (at(base, old), (old >> FIELD_BITS) & FIELD_MASK)
+        };
+        // SAFETY: per the contract.
+        unsafe { (*block).next = next };
+        index | tail << FIELD_BITS | (count + 1) << (2 * FIELD_BITS)
     }
 
     /// Takes every waiting block, leaving the notify flag as it was (a watched partial

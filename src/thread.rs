@@ -86,19 +86,20 @@ unsafe extern "C" fn on_thread_exit<C: Config>(_value: *mut libc::c_void) {
     }
 }
 
-/// Before `fork`: take every lock so the child never inherits one mid-update.
+/// Before `fork`: let the notices in flight land and take every lock, so the child never
+/// inherits a structure mid-update or a notice that will never arrive.
 extern "C" fn fork_prepare<C: Config>() {
-    C::global().lock_all();
+    C::global().prepare_fork();
 }
 
 /// After `fork`, in the parent: release them.
 extern "C" fn fork_parent<C: Config>() {
-    // SAFETY: fork_prepare took them on this thread.
-    unsafe { C::global().unlock_all() };
+    // SAFETY: fork_prepare ran on this thread.
+    unsafe { C::global().parent_after_fork() };
 }
 
 /// After `fork`, in the child: only this thread exists; reset the locks.
 extern "C" fn fork_child<C: Config>() {
-    // SAFETY: in the child, just after fork.
-    unsafe { C::global().reset_locks() };
+    // SAFETY: in the child, just after a fork that fork_prepare prepared.
+    unsafe { C::global().child_after_fork() };
 }

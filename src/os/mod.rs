@@ -335,6 +335,16 @@ mod tests {
     }
 
     #[test]
+    fn the_clock_never_goes_back() {
+        let mut last = now_ms();
+        for _ in 0..100 {
+            let now = now_ms();
+            assert!(now >= last, "{now} after {last}");
+            last = now;
+        }
+    }
+
+    #[test]
     #[cfg_attr(miri, ignore = "Miri aborts on an allocation beyond its address space")]
     fn refused_mapping_is_null() {
         assert!(map_aligned(1 << 46, 65536, 0, false).is_null());

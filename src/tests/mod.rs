@@ -698,7 +698,11 @@ fn blocks_passed_between_exiting_threads_leave_only_heap_records_mapped() {
     // Blocks anyone may free, with the seed their first byte holds.
     let pool: Arc<Mutex<Vec<(usize, u64)>>> = Arc::new(Mutex::new(Vec::new()));
     // Under Miri, fewer waves and operations: the same churn, smaller.
-    let (waves, ops) = if cfg!(miri) { (4u64, 150) } else { (40u64, 3000) };
+    let (waves, ops) = if cfg!(miri) {
+        (4u64, 150)
+    } else {
+        (40u64, 3000)
+    };
     for wave in 0..waves {
         let threads: Vec<_> = (0..6u64)
             .map(|t| {
@@ -1018,4 +1022,64 @@ fn a_growing_medium_block_is_rounded_up_to_the_coarser_realloc_step() {
         check(r, 1280, 3);
         api::dealloc::<Default64k>(r, Layout::from_size_align(2048, 8).unwrap());
     }
+}
+
+// Used by one test only.
+test_config!(ForkGate, typenum::U65536);
+
+#[test]
+#[cfg_attr(miri, ignore = "sleeps to let a blocked thread show it is blocked")]
+fn fork_waits_for_notices_in_flight_and_holds_new_ones_back() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+    let global = ForkGate::global();
+    // A remote free between taking a span's notify flag and delivering its notice.
+    global.enter_notice_window();
+    let prepared = Arc::new(AtomicBool::new(false));
+    let (finish_tx, finish_rx) = mpsc::channel::<()>();
+    let forker = {
+        let prepared = Arc::clone(&prepared);
+        std::thread::spawn(move || {
+            ForkGate::global().prepare_fork();
+            prepared.store(true, Ordering::SeqCst);
+            finish_rx.recv().unwrap();
+            // SAFETY: this thread ran prepare_fork.
+            unsafe { ForkGate::global().parent_after_fork() };
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !prepared.load(Ordering::SeqCst),
+        "fork prepared while a notice was in flight"
+    );
+    // A second sender arriving now waits for the fork.
+    let entered = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let entered = Arc::clone(&entered);
+        std::thread::spawn(move || {
+            ForkGate::global().enter_notice_window();
+            entered.store(true, Ordering::SeqCst);
+            ForkGate::global().leave_notice_window();
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !entered.load(Ordering::SeqCst),
+        "a sender entered a fork's prepare"
+    );
+    // The notice lands: the fork goes ahead (and holds every lock) ...
+    global.leave_notice_window();
+    while !prepared.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    assert!(
+        !entered.load(Ordering::SeqCst),
+        "a sender entered during the fork"
+    );
+    // ... and once it is done, the waiting sender goes on.
+    finish_tx.send(()).unwrap();
+    forker.join().unwrap();
+    sender.join().unwrap();
+    assert!(entered.load(Ordering::SeqCst));
 }
