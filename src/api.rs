@@ -67,12 +67,15 @@ unsafe fn class_of_block<C: Config>(ptr: *mut u8, layout: Layout) -> Option<usiz
 }
 
 /// Counts a block handed out (statistics on).
+///
+/// # Safety
+/// `ptr` is null or a block of configuration `C` just allocated with `layout`.
 #[inline(never)]
-fn count_alloc<C: Config>(ptr: *mut u8, layout: Layout) {
+unsafe fn count_alloc<C: Config>(ptr: *mut u8, layout: Layout) {
     if ptr.is_null() {
         return;
     }
-    // SAFETY: `ptr` was just allocated with `layout`.
+    // SAFETY: per the contract, a live block allocated with `layout`.
     let class = unsafe { class_of_block::<C>(ptr, layout) };
     with_counters::<C>(|c, w| c.allocated(layout.size(), class, w));
 }
@@ -83,7 +86,8 @@ fn count_alloc<C: Config>(ptr: *mut u8, layout: Layout) {
 /// `ptr` is a live block of configuration `C` allocated with `layout`.
 #[inline(never)]
 unsafe fn count_free<C: Config>(ptr: *mut u8, layout: Layout) {
-    // SAFETY: per the contract.
+    // SAFETY: a live block of `C` allocated with `layout` (the contract), as
+    // `class_of_block` needs.
     let class = unsafe { class_of_block::<C>(ptr, layout) };
     with_counters::<C>(|c, w| c.freed(layout.size(), class, w));
 }
@@ -94,10 +98,11 @@ unsafe fn count_free<C: Config>(ptr: *mut u8, layout: Layout) {
 /// As `GlobalAlloc::alloc`.
 #[inline(always)]
 pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
-    // SAFETY: forwarded contract.
+    // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
     let p = unsafe { alloc_uncounted::<C>(layout) };
     if C::ENABLE_STATISTICS {
-        count_alloc::<C>(p, layout);
+        // SAFETY: null or a block just allocated with `layout`.
+        unsafe { count_alloc::<C>(p, layout) };
     }
     p
 }
@@ -150,7 +155,7 @@ unsafe fn alloc_uncounted<C: Config>(layout: Layout) -> *mut u8 {
             }
         }
     }
-    // SAFETY: forwarded contract.
+    // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
     unsafe { alloc_slow::<C, false, false>(layout) }
 }
 
@@ -163,7 +168,7 @@ unsafe fn alloc_uncounted<C: Config>(layout: Layout) -> *mut u8 {
 pub unsafe fn alloc_zeroed<C: Config>(layout: Layout) -> *mut u8 {
     let size = layout.size();
     if size <= C::MEDIUM_LIMIT && layout.align() <= C::NATURAL_ALIGN {
-        // SAFETY: forwarded contract.
+        // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
         let p = unsafe { alloc::<C>(layout) };
         if !p.is_null() {
             // SAFETY: p holds at least `size` bytes.
@@ -171,10 +176,11 @@ pub unsafe fn alloc_zeroed<C: Config>(layout: Layout) -> *mut u8 {
         }
         return p;
     }
-    // SAFETY: forwarded contract.
+    // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
     let p = unsafe { alloc_slow::<C, true, false>(layout) };
     if C::ENABLE_STATISTICS {
-        count_alloc::<C>(p, layout);
+        // SAFETY: null or a block just allocated with `layout`.
+        unsafe { count_alloc::<C>(p, layout) };
     }
     p
 }
@@ -216,7 +222,9 @@ fn alloc_from<C: Config>(heap: &mut Heap<C>, layout: Layout, zero: bool, grow: b
     let size = layout.size();
     let align = layout.align();
     if align <= C::NATURAL_ALIGN && size <= C::MEDIUM_LIMIT {
-        return zeroed(heap.alloc_small(C::CLASSES.class_of(size)), size, zero);
+        let p = heap.alloc_small(C::CLASSES.class_of(size));
+        // SAFETY: null or a fresh block of the class of `size`, at least `size` bytes.
+        return unsafe { zeroed(p, size, zero) };
     }
     if align >= C::SPAN_SIZE {
         tick::<C>();
@@ -224,21 +232,27 @@ fn alloc_from<C: Config>(heap: &mut Heap<C>, layout: Layout, zero: bool, grow: b
     }
     if align > C::NATURAL_ALIGN {
         if let Some(p) = alloc_small_aligned(heap, size, align) {
-            return zeroed(p, size, zero);
+            // SAFETY: null or a fresh block of at least `size` bytes.
+            return unsafe { zeroed(p, size, zero) };
         }
     }
     if Heap::<C>::large_span_count(size, align) <= LARGE_CLASS_COUNT {
         let (p, fresh) = heap.alloc_large(size, align, grow);
-        return zeroed(p, size, zero && !fresh);
+        // SAFETY: null or a fresh large block of at least `size` bytes.
+        return unsafe { zeroed(p, size, zero && !fresh) };
     }
     tick::<C>();
     huge::alloc::<C>(size, align)
 }
 
+/// `p`, cleared first when `zero`.
+///
+/// # Safety
+/// `p` is null or a block of at least `size` bytes the caller owns.
 #[inline]
-fn zeroed(p: *mut u8, size: usize, zero: bool) -> *mut u8 {
+unsafe fn zeroed(p: *mut u8, size: usize, zero: bool) -> *mut u8 {
     if zero && !p.is_null() {
-        // SAFETY: p holds at least `size` bytes.
+        // SAFETY: per the contract p holds at least `size` bytes.
         unsafe { p.write_bytes(0, size) };
     }
     p
@@ -318,7 +332,7 @@ fn alloc_after_exit<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
 #[inline(always)]
 pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
     if C::ENABLE_STATISTICS {
-        // SAFETY: forwarded contract.
+        // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
         unsafe { count_free::<C>(ptr, layout) };
     }
     let bins = thread_state::<C>().heap.get();
@@ -342,7 +356,7 @@ pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
             }
         }
     }
-    // SAFETY: forwarded contract.
+    // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
     unsafe { dealloc_slow::<C>(ptr, layout, bins) }
 }
 
@@ -411,7 +425,8 @@ unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins)
 /// `span` is the small span holding `ptr`.
 #[inline]
 unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
-    // SAFETY: per the contract.
+    // SAFETY: `span` is the live small span holding `ptr` (the contract): its header is
+    // valid to read.
     unsafe {
         if !(*span).aligned_blocks.load(Ordering::Relaxed) {
             return ptr;
@@ -606,13 +621,14 @@ unsafe fn grow_large_in_place<C: Config>(span: *mut Span, ptr: *mut u8, new_size
 /// As `GlobalAlloc::alloc`.
 unsafe fn alloc_growing<C: Config>(layout: Layout) -> *mut u8 {
     if layout.size() <= C::MEDIUM_LIMIT && layout.align() <= C::NATURAL_ALIGN {
-        // SAFETY: forwarded contract.
+        // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
         return unsafe { alloc::<C>(layout) };
     }
-    // SAFETY: forwarded contract.
+    // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
     let p = unsafe { alloc_slow::<C, false, true>(layout) };
     if C::ENABLE_STATISTICS {
-        count_alloc::<C>(p, layout);
+        // SAFETY: null or a block just allocated with `layout`.
+        unsafe { count_alloc::<C>(p, layout) };
     }
     p
 }

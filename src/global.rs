@@ -185,7 +185,8 @@ impl<C: Config> Global<C> {
         }
         let mut rest = chain;
         if C::GLOBAL_CACHE {
-            // SAFETY: per the contract.
+            // SAFETY: a chain of exactly `n` free runs of `count` spans no list holds (the
+            // contract), as `GlobalCache::insert` needs.
             rest = unsafe {
                 self.cache
                     .insert(count, chain, n, self.epoch(), &Self::limits(count))
@@ -472,7 +473,8 @@ impl<C: Config> Global<C> {
     /// possibly resized by `os::remap` and with its slack unmapped since), whole, and
     /// nothing uses it any more.
     pub(crate) unsafe fn unmap_huge(&self, p: *mut u8, len: usize) {
-        // SAFETY: per the contract.
+        // SAFETY: what is left of a huge block's mapping, whole and unused (the contract):
+        // page-aligned, inside a mapping `os` made, unmapped once.
         unsafe { os::unmap(p, len) };
         self.count(|s| {
             s.unmapped(len);
@@ -561,7 +563,7 @@ impl<C: Config> Global<C> {
     /// # Safety
     /// The calling thread ran `prepare_fork`.
     pub(crate) unsafe fn parent_after_fork(&self) {
-        // SAFETY: per the contract this thread holds every lock.
+        // SAFETY: this thread ran `prepare_fork` (the contract), so it holds every lock.
         unsafe { self.unlock_all() };
         self.forking.store(false, Ordering::SeqCst);
     }
@@ -572,7 +574,8 @@ impl<C: Config> Global<C> {
     /// # Safety
     /// Called in the child right after a `fork` that `prepare_fork` prepared.
     pub(crate) unsafe fn child_after_fork(&self) {
-        // SAFETY: per the contract.
+        // SAFETY: in the child right after `fork` only this thread exists (the contract),
+        // and `prepare_fork` took every lock before it, so nothing was mid-update.
         unsafe { self.reset_locks() };
         self.notices_in_flight.store(0, Ordering::Relaxed);
         self.forking.store(false, Ordering::SeqCst);
@@ -598,7 +601,7 @@ impl<C: Config> Global<C> {
     /// # Safety
     /// The caller holds every lock through `lock_all`.
     unsafe fn unlock_all(&self) {
-        // SAFETY: per the contract.
+        // SAFETY: `lock_all` took each of these locks on the calling thread (the contract).
         unsafe {
             self.cache.unlock_all();
             for slot in self.heaps() {

@@ -214,7 +214,7 @@ impl GlobalCache {
     /// The caller holds every lock through `lock_all`.
     pub(crate) unsafe fn unlock_all(&self) {
         for c in &self.counts {
-            // SAFETY: per the contract.
+            // SAFETY: `lock_all` took this lock on the caller's thread (the contract).
             unsafe { c.raw_unlock() };
         }
     }
@@ -225,7 +225,7 @@ impl GlobalCache {
     /// Only the calling thread exists (just after `fork`).
     pub(crate) unsafe fn reset_locks(&self) {
         for c in &self.counts {
-            // SAFETY: per the contract.
+            // SAFETY: no other thread exists to hold or wait for it (the contract).
             unsafe { c.force_unlock() };
         }
     }
@@ -367,7 +367,8 @@ impl CacheBatches {
     /// # Safety
     /// `head` starts a chain of exactly `n >= 1` free runs no list holds.
     unsafe fn push_batch(&mut self, head: *mut Span, n: usize) {
-        // SAFETY: per the contract.
+        // SAFETY: `head` is a valid run header no list holds (the contract), so its links
+        // are ours to write.
         unsafe {
             (*head).prev = self.top;
             (*head).block_count = n as u32;

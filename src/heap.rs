@@ -440,7 +440,8 @@ impl<C: Config> Heap<C> {
     /// `block` is the start of an allocated block of `span`, which this heap owns.
     #[inline]
     pub(crate) unsafe fn free_small(&mut self, span: *mut Span, block: *mut u8) {
-        // SAFETY: per the contract.
+        // SAFETY: `block` is an allocated block of `span`, a small span this heap owns (the
+        // contract): its first word and the span's list and count are ours.
         unsafe {
             let block = block.cast::<Block>();
             let head = (*span).free_list;
@@ -953,7 +954,8 @@ impl<C: Config> Heap<C> {
             let used = &mut self.span_in_use[count - 1];
             *used = used.saturating_sub(1);
         }
-        // SAFETY: per the contract.
+        // SAFETY: a free run of `count` spans no list holds (the contract, and `count` read
+        // from its header).
         unsafe { self.cache_run(span, count) };
     }
 
@@ -968,7 +970,8 @@ impl<C: Config> Heap<C> {
         if C::ENABLE_ADAPTIVE_THREAD_CACHE {
             limit = limit.min(self.span_peak[count - 1] as usize).max(1);
         }
-        // SAFETY: per the contract.
+        // SAFETY: a free run of `count` spans no list holds (the contract); this heap's
+        // shared part.
         unsafe { Self::cache_run_within(self.shared(), span, count, limit) };
     }
 

@@ -92,7 +92,7 @@ impl RemoteList {
     #[cfg(test)]
     #[inline]
     pub(crate) unsafe fn push(&self, base: *mut u8, block: *mut Block) -> bool {
-        // SAFETY: forwarded contract.
+        // SAFETY: the same contract as this function's.
         unsafe { self.push_entering(base, block, || {}, || {}) }
     }
 
@@ -118,7 +118,8 @@ impl RemoteList {
         let mut old = self.word.load(Ordering::Relaxed);
         loop {
             if old & NOTIFY != 0 {
-                // SAFETY: forwarded contract.
+                // SAFETY: `block` is the caller's, inside the span at `base` (the contract);
+                // `index` is its offset field, computed above.
                 return unsafe { self.push_notifying(base, block, index, enter, leave) };
             }
             // SAFETY: the block is ours until the exchange publishes it.
@@ -183,7 +184,7 @@ impl RemoteList {
         } else {
             (at(base, old), (old >> FIELD_BITS) & FIELD_MASK)
         };
-        // SAFETY: per the contract.
+        // SAFETY: `block` is the caller's until the exchange publishes it (the contract).
         unsafe { (*block).next = next };
         index | tail << FIELD_BITS | (count + 1) << (2 * FIELD_BITS)
     }

@@ -270,7 +270,8 @@ impl SpanStack {
     /// `span` is a free run header no list holds.
     #[inline]
     pub(crate) unsafe fn push(&mut self, span: *mut Span) {
-        // SAFETY: per the contract.
+        // SAFETY: `span` is a free run header no list holds (the contract): its link is
+        // ours to write.
         unsafe { (*span).next = self.head };
         self.head = span;
         self.count += 1;

@@ -218,7 +218,8 @@ impl ThreadCache {
         budget: usize,
     ) -> bool {
         let stack = &mut self.stacks[count - 1];
-        // SAFETY: per the contract.
+        // SAFETY: `span` is a free run header no list holds (the contract): its stamp is
+        // ours to write and it meets `SpanStack::push`'s contract.
         unsafe {
             (*span).cached_at = epoch;
             stack.push(span);
@@ -242,7 +243,8 @@ impl ThreadCache {
     ) {
         let mut run = chain;
         while !run.is_null() {
-            // SAFETY: per the contract.
+            // SAFETY: every run of the chain is a free run header no list holds (the
+            // contract).
             unsafe {
                 (*run).cached_at = epoch;
                 run = (*run).next;
@@ -251,7 +253,8 @@ impl ThreadCache {
         if n == 0 {
             return;
         }
-        // SAFETY: per the contract.
+        // SAFETY: a chain of exactly `n` free runs no list holds (the contract), as
+        // `SpanStack::push_chain` needs.
         unsafe { self.stacks[count - 1].push_chain(chain, n) };
         self.held |= 1 << (count - 1);
         self.bytes += n * count * span_size;
@@ -318,7 +321,7 @@ impl ThreadCache {
         span: *mut Span,
         epoch: u64,
     ) -> *mut Span {
-        // SAFETY: per the contract.
+        // SAFETY: `span` is a free single span no list holds (the contract).
         unsafe { (*span).cached_at = epoch };
         let older = core::mem::replace(&mut self.spares[class], span);
         self.spare_count += usize::from(older.is_null());

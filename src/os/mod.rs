@@ -233,7 +233,8 @@ pub(crate) fn map_record(len: usize) -> *mut u8 {
 /// `[p, p + len)` is page-aligned, lies inside one mapping this module made (not a heap
 /// record), was not unmapped before, and nothing uses it any more.
 pub(crate) unsafe fn unmap(p: *mut u8, len: usize) {
-    // SAFETY: per the contract.
+    // SAFETY: a page-aligned range inside one of our mappings, unmapped once and unused
+    // (the contract), which is what the platform's `unmap` requires.
     unsafe { Sys::unmap(p, len) }
 }
 
@@ -267,7 +268,8 @@ pub(crate) unsafe fn remap(p: *mut u8, old_len: usize, new_len: usize, align: us
     if new_len > old_len && fault::refuse(new_len) {
         return ptr::null_mut();
     }
-    // SAFETY: per the contract.
+    // SAFETY: one whole mapping of ours, a power-of-two alignment and a page-multiple
+    // length (the contract), as the platform's `remap` requires.
     unsafe { Sys::remap(p, old_len, new_len, align) }
 }
 
