@@ -17,6 +17,11 @@ const PAGE: usize = 4096;
 /// Regions live at once; tests under Miri are scaled to stay far below.
 const MAX_REGIONS: usize = 4096;
 
+/// The largest mapping granted, as an OS with a small address space would: Miri aborts
+/// (it does not return null) on an allocation it cannot make, and the tests' 64 TiB
+/// requests must be refused, not abort the run.
+const MAX_MAP: usize = 1 << 32;
+
 /// One `map`ped allocation and how many of its bytes were unmapped since.
 #[derive(Clone, Copy)]
 struct Region {
@@ -42,7 +47,7 @@ pub(crate) struct Miri;
 
 impl Primitives for Miri {
     fn map(len: usize, huge_pages: bool) -> *mut u8 {
-        if huge_pages || len == 0 {
+        if huge_pages || len == 0 || len > MAX_MAP {
             return ptr::null_mut();
         }
         let Ok(layout) = Layout::from_size_align(len, PAGE) else {

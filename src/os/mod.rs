@@ -347,7 +347,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "Miri aborts on an allocation beyond its address space")]
     fn refused_mapping_is_null() {
         assert!(map_aligned(1 << 46, 65536, 0, false).is_null());
         assert!(map_aligned(usize::MAX & !0xFFFF, 65536, 0, false).is_null());
