@@ -343,10 +343,12 @@ pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
         // this thread owns, so the list and count are ours to update.
         unsafe {
             if (*span).fast_owner.load(Ordering::Relaxed) == bins.cast() {
+                // The link is written through the program's pointer (the block is still
+                // its own until `dealloc` returns), the list keeps the mapping's.
                 let block = ptr.cast::<Block>();
                 let head = (*span).free_list;
                 (*block).next = head;
-                (*span).free_list = block;
+                (*span).free_list = addr::own(block);
                 let used = (*span).used - 1;
                 (*span).used = used;
                 if used != 0 && (*span).state() != State::Full {
@@ -419,7 +421,8 @@ unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins)
     }
 }
 
-/// The start of the block holding `ptr` in a small span.
+/// The start of the block holding `ptr` in a small span (`ptr` itself unless the span's
+/// blocks were handed out at an offset; then with the mapping's provenance).
 ///
 /// # Safety
 /// `span` is the small span holding `ptr`.

@@ -445,8 +445,10 @@ impl<C: Config> Heap<C> {
         unsafe {
             let block = block.cast::<Block>();
             let head = (*span).free_list;
+            // Written through the freer's pointer, listed with the mapping's provenance
+            // (see `addr.rs`).
             (*block).next = head;
-            (*span).free_list = block;
+            (*span).free_list = crate::addr::own(block);
             (*span).used -= 1;
             if (*span).used == 0 || (*span).state() == State::Full {
                 self.free_transition(span);

@@ -50,7 +50,7 @@ pub(crate) fn alloc<C: Config>(size: usize, align: usize) -> *mut u8 {
 #[inline]
 fn header<C: Config>(ptr: *mut u8, align: usize) -> *mut Span {
     if align >= C::SPAN_SIZE {
-        ptr.wrapping_sub(C::SPAN_SIZE).cast()
+        addr::with_addr(ptr, ptr.addr().wrapping_sub(C::SPAN_SIZE)).cast()
     } else {
         addr::mask::<_, Span>(ptr, C::SPAN_MASK)
     }

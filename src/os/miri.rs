@@ -8,6 +8,7 @@
 
 use super::Primitives;
 use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 
@@ -42,6 +43,41 @@ static REGIONS: Mutex<[Region; MAX_REGIONS]> = Mutex::new(
     }; MAX_REGIONS],
 );
 
+/// The live regions' bases and lengths again, read without the lock by [`root_at`]
+/// (slot `i` mirrors `REGIONS[i]`; a length of 0 is a free slot). Relaxed atomics: a
+/// lookup is for an address the caller obtained through the allocator's own
+/// synchronization, which orders the region's entry before it, and a lock here would add
+/// happens-before edges between every two frees that would hide real data races from
+/// Miri.
+static ROOTS: [(AtomicPtr<u8>, AtomicUsize); MAX_REGIONS] =
+    [const { (AtomicPtr::new(ptr::null_mut()), AtomicUsize::new(0)) }; MAX_REGIONS];
+
+/// Slots of `ROOTS` ever used (lookups scan these).
+static ROOTS_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// The base pointer of the live mapping holding `addr`, as `map` returned it (with the
+/// allocation's own provenance), if `addr` is in one.
+///
+/// The allocator finds a span header by masking a block's address. The block pointer a
+/// program frees carries the program's provenance — under Tree Borrows a tag of the
+/// program's own references, which other frees' writes to the header may have disabled —
+/// so the header must be reached with the mapping's provenance instead (in other builds
+/// the same comes from exposed provenance, see `addr.rs`).
+pub(crate) fn root_at(addr: usize) -> Option<*mut u8> {
+    let used = ROOTS_USED.load(Ordering::Relaxed);
+    for (base, len) in &ROOTS[..used] {
+        let len = len.load(Ordering::Relaxed);
+        if len == 0 {
+            continue;
+        }
+        let base = base.load(Ordering::Relaxed);
+        if base.addr() <= addr && addr < base.addr() + len {
+            return Some(base);
+        }
+    }
+    None
+}
+
 /// Mappings as `System` allocations.
 pub(crate) struct Miri;
 
@@ -54,17 +90,20 @@ impl Primitives for Miri {
             return ptr::null_mut();
         };
         let mut regions = REGIONS.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(slot) = regions.iter_mut().find(|r| r.len == 0) else {
+        let Some(i) = regions.iter().position(|r| r.len == 0) else {
             return ptr::null_mut();
         };
         // SAFETY: a non-zero size.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
-            *slot = Region {
+            regions[i] = Region {
                 base: p,
                 len,
                 unmapped: 0,
             };
+            ROOTS[i].0.store(p, Ordering::Relaxed);
+            ROOTS[i].1.store(len, Ordering::Relaxed);
+            ROOTS_USED.fetch_max(i + 1, Ordering::Relaxed);
         }
         p
     }
@@ -76,10 +115,11 @@ impl Primitives for Miri {
     unsafe fn unmap(p: *mut u8, len: usize) {
         let start = p.addr();
         let mut regions = REGIONS.lock().unwrap_or_else(|e| e.into_inner());
-        let region = regions
-            .iter_mut()
-            .find(|r| r.len != 0 && r.base.addr() <= start && start < r.base.addr() + r.len)
+        let i = regions
+            .iter()
+            .position(|r| r.len != 0 && r.base.addr() <= start && start < r.base.addr() + r.len)
             .expect("unmap of memory that was not mapped");
+        let region = &mut regions[i];
         assert!(
             start + len <= region.base.addr() + region.len,
             "unmap beyond a mapping"
@@ -90,6 +130,7 @@ impl Primitives for Miri {
             let base = region.base;
             let layout = Layout::from_size_align(region.len, PAGE).expect("mapped layout");
             region.len = 0;
+            ROOTS[i].1.store(0, Ordering::Relaxed);
             // SAFETY: the allocation `map` made with this layout; every byte of it is
             // unmapped now, so nothing uses it.
             unsafe { System.dealloc(base, layout) };

@@ -18,6 +18,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 mod linux;
 #[cfg(miri)]
 mod miri;
+#[cfg(miri)]
+pub(crate) use miri::root_at;
 
 /// The platform's implementation.
 #[cfg(not(miri))]
@@ -214,7 +216,11 @@ fn raw_map(len: usize, huge_pages: bool) -> *mut u8 {
     if fault::refuse(len) {
         return ptr::null_mut();
     }
-    Sys::map(len, huge_pages)
+    let p = Sys::map(len, huge_pages);
+    // Span headers are later reached from block addresses through exposed provenance
+    // (`addr.rs`): expose the mapping's own.
+    let _ = p.expose_provenance();
+    p
 }
 
 /// Maps a heap record of `len` bytes (zeroed, page-aligned, never unmapped); null when the
