@@ -64,18 +64,25 @@ static ROOTS_USED: AtomicUsize = AtomicUsize::new(0);
 /// so the header must be reached with the mapping's provenance instead (in other builds
 /// the same comes from exposed provenance, see `addr.rs`).
 pub(crate) fn root_at(addr: usize) -> Option<*mut u8> {
-    let used = ROOTS_USED.load(Ordering::Relaxed);
-    for (base, len) in &ROOTS[..used] {
-        let len = len.load(Ordering::Relaxed);
-        if len == 0 {
-            continue;
-        }
-        let base = base.load(Ordering::Relaxed);
-        if base.addr() <= addr && addr < base.addr() + len {
-            return Some(base);
-        }
+    std::thread_local! {
+        /// The slot of this thread's last hit: most lookups fall in the same mapping, and
+        /// Miri interprets every step of a scan.
+        static LAST: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
     }
-    None
+    let hit = |i: usize| {
+        let (base, len) = &ROOTS[i];
+        let len = len.load(Ordering::Relaxed);
+        let base = base.load(Ordering::Relaxed);
+        (len != 0 && base.addr() <= addr && addr < base.addr() + len).then_some(base)
+    };
+    let last = LAST.with(|l| l.get());
+    if let Some(base) = hit(last) {
+        return Some(base);
+    }
+    let used = ROOTS_USED.load(Ordering::Relaxed);
+    let i = (0..used).find(|&i| hit(i).is_some())?;
+    LAST.with(|l| l.set(i));
+    hit(i)
 }
 
 /// Mappings as `System` allocations.
