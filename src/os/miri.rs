@@ -23,37 +23,60 @@ const MAX_REGIONS: usize = 4096;
 /// requests must be refused, not abort the run.
 const MAX_MAP: usize = 1 << 32;
 
-/// One `map`ped allocation and how many of its bytes were unmapped since.
-#[derive(Clone, Copy)]
+/// One `map`ped allocation: its base pointer (with the allocation's provenance), its
+/// length (0: a free slot) and how many of its bytes were unmapped since.
+///
+/// Written only under [`WRITER`]; `base` and `len` are read without it by [`root_at`].
+/// Relaxed atomics: a lookup is for an address the caller obtained through the
+/// allocator's own synchronization, which orders the region's entry before it, and a lock
+/// on the lookup would add happens-before edges between every two frees that would hide
+/// real data races from Miri.
 struct Region {
-    base: *mut u8,
-    len: usize,
-    unmapped: usize,
+    base: AtomicPtr<u8>,
+    len: AtomicUsize,
+    unmapped: AtomicUsize,
 }
 
-// SAFETY: `base` is only an address to free, reached under the table's lock.
-unsafe impl Send for Region {}
+impl Region {
+    /// The region's base if it is live and holds `addr`.
+    fn holding(&self, addr: usize) -> Option<*mut u8> {
+        let len = self.len.load(Ordering::Relaxed);
+        let base = self.base.load(Ordering::Relaxed);
+        (len != 0 && base.addr() <= addr && addr < base.addr() + len).then_some(base)
+    }
+}
 
-/// Live regions (`len == 0`: a free slot).
-static REGIONS: Mutex<[Region; MAX_REGIONS]> = Mutex::new(
-    [Region {
-        base: ptr::null_mut(),
-        len: 0,
-        unmapped: 0,
-    }; MAX_REGIONS],
-);
+/// The regions.
+static REGIONS: [Region; MAX_REGIONS] = [const {
+    Region {
+        base: AtomicPtr::new(ptr::null_mut()),
+        len: AtomicUsize::new(0),
+        unmapped: AtomicUsize::new(0),
+    }
+}; MAX_REGIONS];
 
-/// The live regions' bases and lengths again, read without the lock by [`root_at`]
-/// (slot `i` mirrors `REGIONS[i]`; a length of 0 is a free slot). Relaxed atomics: a
-/// lookup is for an address the caller obtained through the allocator's own
-/// synchronization, which orders the region's entry before it, and a lock here would add
-/// happens-before edges between every two frees that would hide real data races from
-/// Miri.
-static ROOTS: [(AtomicPtr<u8>, AtomicUsize); MAX_REGIONS] =
-    [const { (AtomicPtr::new(ptr::null_mut()), AtomicUsize::new(0)) }; MAX_REGIONS];
+/// Slots of `REGIONS` ever used (lookups scan these).
+static REGIONS_USED: AtomicUsize = AtomicUsize::new(0);
 
-/// Slots of `ROOTS` ever used (lookups scan these).
-static ROOTS_USED: AtomicUsize = AtomicUsize::new(0);
+/// Serializes `map` and `unmap` (the writers of `REGIONS`).
+static WRITER: Mutex<()> = Mutex::new(());
+
+/// The slot of the live region holding `addr`, if any.
+fn slot_of(addr: usize) -> Option<usize> {
+    std::thread_local! {
+        /// The slot of this thread's last hit: most lookups fall in the same mapping, and
+        /// Miri interprets every step of a scan.
+        static LAST: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    }
+    let last = LAST.with(|l| l.get());
+    if REGIONS[last].holding(addr).is_some() {
+        return Some(last);
+    }
+    let used = REGIONS_USED.load(Ordering::Relaxed);
+    let i = (0..used).find(|&i| REGIONS[i].holding(addr).is_some())?;
+    LAST.with(|l| l.set(i));
+    Some(i)
+}
 
 /// The base pointer of the live mapping holding `addr`, as `map` returned it (with the
 /// allocation's own provenance), if `addr` is in one.
@@ -64,25 +87,7 @@ static ROOTS_USED: AtomicUsize = AtomicUsize::new(0);
 /// so the header must be reached with the mapping's provenance instead (in other builds
 /// the same comes from exposed provenance, see `addr.rs`).
 pub(crate) fn root_at(addr: usize) -> Option<*mut u8> {
-    std::thread_local! {
-        /// The slot of this thread's last hit: most lookups fall in the same mapping, and
-        /// Miri interprets every step of a scan.
-        static LAST: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
-    }
-    let hit = |i: usize| {
-        let (base, len) = &ROOTS[i];
-        let len = len.load(Ordering::Relaxed);
-        let base = base.load(Ordering::Relaxed);
-        (len != 0 && base.addr() <= addr && addr < base.addr() + len).then_some(base)
-    };
-    let last = LAST.with(|l| l.get());
-    if let Some(base) = hit(last) {
-        return Some(base);
-    }
-    let used = ROOTS_USED.load(Ordering::Relaxed);
-    let i = (0..used).find(|&i| hit(i).is_some())?;
-    LAST.with(|l| l.set(i));
-    hit(i)
+    REGIONS[slot_of(addr)?].holding(addr)
 }
 
 /// Mappings as `System` allocations.
@@ -96,21 +101,21 @@ impl Primitives for Miri {
         let Ok(layout) = Layout::from_size_align(len, PAGE) else {
             return ptr::null_mut();
         };
-        let mut regions = REGIONS.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(i) = regions.iter().position(|r| r.len == 0) else {
+        let _writer = WRITER.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = REGIONS
+            .iter()
+            .position(|r| r.len.load(Ordering::Relaxed) == 0)
+        else {
             return ptr::null_mut();
         };
         // SAFETY: a non-zero size.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
-            regions[i] = Region {
-                base: p,
-                len,
-                unmapped: 0,
-            };
-            ROOTS[i].0.store(p, Ordering::Relaxed);
-            ROOTS[i].1.store(len, Ordering::Relaxed);
-            ROOTS_USED.fetch_max(i + 1, Ordering::Relaxed);
+            let region = &REGIONS[i];
+            region.base.store(p, Ordering::Relaxed);
+            region.unmapped.store(0, Ordering::Relaxed);
+            region.len.store(len, Ordering::Relaxed);
+            REGIONS_USED.fetch_max(i + 1, Ordering::Relaxed);
         }
         p
     }
@@ -121,23 +126,21 @@ impl Primitives for Miri {
 
     unsafe fn unmap(p: *mut u8, len: usize) {
         let start = p.addr();
-        let mut regions = REGIONS.lock().unwrap_or_else(|e| e.into_inner());
-        let i = regions
-            .iter()
-            .position(|r| r.len != 0 && r.base.addr() <= start && start < r.base.addr() + r.len)
-            .expect("unmap of memory that was not mapped");
-        let region = &mut regions[i];
+        let _writer = WRITER.lock().unwrap_or_else(|e| e.into_inner());
+        let i = slot_of(start).expect("unmap of memory that was not mapped");
+        let region = &REGIONS[i];
+        let base = region.base.load(Ordering::Relaxed);
+        let region_len = region.len.load(Ordering::Relaxed);
         assert!(
-            start + len <= region.base.addr() + region.len,
+            start + len <= base.addr() + region_len,
             "unmap beyond a mapping"
         );
-        region.unmapped += len;
-        assert!(region.unmapped <= region.len, "a range unmapped twice");
-        if region.unmapped == region.len {
-            let base = region.base;
-            let layout = Layout::from_size_align(region.len, PAGE).expect("mapped layout");
-            region.len = 0;
-            ROOTS[i].1.store(0, Ordering::Relaxed);
+        let unmapped = region.unmapped.load(Ordering::Relaxed) + len;
+        assert!(unmapped <= region_len, "a range unmapped twice");
+        region.unmapped.store(unmapped, Ordering::Relaxed);
+        if unmapped == region_len {
+            let layout = Layout::from_size_align(region_len, PAGE).expect("mapped layout");
+            region.len.store(0, Ordering::Relaxed);
             // SAFETY: the allocation `map` made with this layout; every byte of it is
             // unmapped now, so nothing uses it.
             unsafe { System.dealloc(base, layout) };
@@ -145,7 +148,9 @@ impl Primitives for Miri {
     }
 
     unsafe fn decommit(p: *mut u8, len: usize) {
-        // SAFETY: per the contract the pages are ours and unused; they read back as zero.
+        // SAFETY: by the contract (`Primitives::decommit`) the range is whole pages of a
+        // live mapping of ours that nothing uses, so writing it races with nothing; zeroes
+        // are what `MADV_DONTNEED` leaves.
         unsafe { p.write_bytes(0, len) };
     }
 
