@@ -5,14 +5,16 @@
 //! Everything else — setting up a thread, refilling a bin, large and huge blocks, blocks
 //! freed by another thread — is out of line and `#[cold]`.
 
-use crate::addr;
-use crate::config::Config;
-use crate::heap::{empty_bins, Bin, Bins, Heap};
+use crate::bins::{empty_bins, Bin, Bins};
+use crate::block::Block;
+use crate::heap::Heap;
 use crate::huge;
+use crate::instance::Instance;
 use crate::os;
+use crate::os::addr;
 use crate::params::Params;
 use crate::size_class::{REALLOC_GRANULARITY, SMALL_SIZE_LIMIT};
-use crate::span::{Block, Kind, Span, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
+use crate::span::{Kind, Span, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
 use crate::stats::{HeapCounters, Statistics, Writer};
 use crate::thread::init_thread;
 use crate::thread_state::{ThreadState, DEAD, LIVE};
@@ -22,7 +24,7 @@ use core::sync::atomic::{fence, Ordering};
 
 /// The calling thread's slot.
 #[inline(always)]
-fn thread_state<C: Config>() -> &'static ThreadState {
+fn thread_state<C: Instance>() -> &'static ThreadState {
     // SAFETY: the slot is a destructor-less thread-local, valid for the whole thread.
     unsafe { &*C::thread_state() }
 }
@@ -30,16 +32,16 @@ fn thread_state<C: Config>() -> &'static ThreadState {
 /// Counts an allocator event of the calling thread (a large or huge block, or a block of
 /// another thread's), reading the clock for decay every `TICKS_PER_CLOCK_READ` events.
 #[inline]
-fn tick<C: Config>() {
+fn tick<C: Instance>() {
     if thread_state::<C>().ticks.tick() {
-        C::global().clock_tick();
+        Heap::<C>::clock_tick();
     }
 }
 
 /// Runs `update` on the calling thread's statistics counters: its heap's, or the shared
 /// ones of threads without a heap.
 #[inline]
-fn with_counters<C: Config>(update: impl FnOnce(&HeapCounters, Writer)) {
+fn with_counters<C: Instance>(update: impl FnOnce(&HeapCounters, Writer)) {
     let state = thread_state::<C>();
     if state.status.get() == LIVE {
         // SAFETY: a live slot holds this thread's heap; only its counters are read.
@@ -57,7 +59,7 @@ fn with_counters<C: Config>(update: impl FnOnce(&HeapCounters, Writer)) {
 /// # Safety
 /// `ptr` is a live block of configuration `C` allocated with `layout`.
 #[inline]
-unsafe fn class_of_block<C: Config>(ptr: *mut u8, layout: Layout) -> Option<usize> {
+unsafe fn class_of_block<C: Instance>(ptr: *mut u8, layout: Layout) -> Option<usize> {
     if layout.align() >= C::SPAN_SIZE {
         return None;
     }
@@ -71,7 +73,7 @@ unsafe fn class_of_block<C: Config>(ptr: *mut u8, layout: Layout) -> Option<usiz
 /// # Safety
 /// `ptr` is null or a block of configuration `C` just allocated with `layout`.
 #[inline(never)]
-unsafe fn count_alloc<C: Config>(ptr: *mut u8, layout: Layout) {
+unsafe fn count_alloc<C: Instance>(ptr: *mut u8, layout: Layout) {
     if ptr.is_null() {
         return;
     }
@@ -85,7 +87,7 @@ unsafe fn count_alloc<C: Config>(ptr: *mut u8, layout: Layout) {
 /// # Safety
 /// `ptr` is a live block of configuration `C` allocated with `layout`.
 #[inline(never)]
-unsafe fn count_free<C: Config>(ptr: *mut u8, layout: Layout) {
+unsafe fn count_free<C: Instance>(ptr: *mut u8, layout: Layout) {
     // SAFETY: a live block of `C` allocated with `layout` (the contract), as
     // `class_of_block` needs.
     let class = unsafe { class_of_block::<C>(ptr, layout) };
@@ -97,7 +99,7 @@ unsafe fn count_free<C: Config>(ptr: *mut u8, layout: Layout) {
 /// # Safety
 /// As `GlobalAlloc::alloc`.
 #[inline(always)]
-pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
+pub unsafe fn alloc<C: Instance>(layout: Layout) -> *mut u8 {
     // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
     let p = unsafe { alloc_uncounted::<C>(layout) };
     if C::ENABLE_STATISTICS {
@@ -112,7 +114,7 @@ pub unsafe fn alloc<C: Config>(layout: Layout) -> *mut u8 {
 /// # Safety
 /// As `GlobalAlloc::alloc`.
 #[inline(always)]
-unsafe fn alloc_uncounted<C: Config>(layout: Layout) -> *mut u8 {
+unsafe fn alloc_uncounted<C: Instance>(layout: Layout) -> *mut u8 {
     let size = layout.size();
     if size <= C::MEDIUM_LIMIT && layout.align() <= C::NATURAL_ALIGN {
         let bins = thread_state::<C>().heap.get();
@@ -165,7 +167,7 @@ unsafe fn alloc_uncounted<C: Config>(layout: Layout) -> *mut u8 {
 /// # Safety
 /// As `GlobalAlloc::alloc_zeroed`.
 #[inline]
-pub unsafe fn alloc_zeroed<C: Config>(layout: Layout) -> *mut u8 {
+pub unsafe fn alloc_zeroed<C: Instance>(layout: Layout) -> *mut u8 {
     let size = layout.size();
     if size <= C::MEDIUM_LIMIT && layout.align() <= C::NATURAL_ALIGN {
         // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
@@ -194,7 +196,7 @@ pub unsafe fn alloc_zeroed<C: Config>(layout: Layout) -> *mut u8 {
 /// As `GlobalAlloc::alloc`.
 #[cold]
 #[inline(never)]
-unsafe fn alloc_slow<C: Config, const ZERO: bool, const GROW: bool>(layout: Layout) -> *mut u8 {
+unsafe fn alloc_slow<C: Instance, const ZERO: bool, const GROW: bool>(layout: Layout) -> *mut u8 {
     #[allow(clippy::let_unit_value)]
     let () = C::VALID;
     let state = thread_state::<C>();
@@ -218,7 +220,7 @@ unsafe fn alloc_slow<C: Config, const ZERO: bool, const GROW: bool>(layout: Layo
 
 /// Allocates from `heap`, zeroing unless the memory is fresh from the OS when `zero`; a
 /// large block that `grow`s by `realloc` comes from the reserve when it can.
-fn alloc_from<C: Config>(heap: &mut Heap<C>, layout: Layout, zero: bool, grow: bool) -> *mut u8 {
+fn alloc_from<C: Instance>(heap: &mut Heap<C>, layout: Layout, zero: bool, grow: bool) -> *mut u8 {
     let size = layout.size();
     let align = layout.align();
     if align <= C::NATURAL_ALIGN && size <= C::MEDIUM_LIMIT {
@@ -262,7 +264,7 @@ unsafe fn zeroed(p: *mut u8, size: usize, zero: bool) -> *mut u8 {
 /// directly if the class's blocks are already aligned, else from a block padded by the
 /// alignment, flagging the span so frees round down to the block start. `None` when the
 /// request is too big for a size class.
-fn alloc_small_aligned<C: Config>(
+fn alloc_small_aligned<C: Instance>(
     heap: &mut Heap<C>,
     size: usize,
     align: usize,
@@ -301,10 +303,10 @@ fn alloc_small_aligned<C: Config>(
 /// Allocation after the thread's heap was orphaned (from later thread-exit work): served
 /// by an orphaned heap under the orphan lock.
 #[cold]
-fn alloc_after_exit<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
+fn alloc_after_exit<C: Instance>(layout: Layout, zero: bool) -> *mut u8 {
     let global = C::global();
     let mut orphans = global.orphans.lock();
-    let mut heap = *orphans;
+    let mut heap = (*orphans).cast::<Heap<C>>();
     if heap.is_null() {
         heap = Heap::<C>::create();
         if heap.is_null() {
@@ -314,7 +316,7 @@ fn alloc_after_exit<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
         unsafe { Heap::<C>::shared_of(heap.cast()) }
             .orphaned
             .store(true, Ordering::Relaxed);
-        *orphans = heap;
+        *orphans = heap.cast();
     }
     // SAFETY: orphaned heaps are used only under the orphan lock, which we hold.
     let heap = unsafe { &mut *heap };
@@ -330,7 +332,7 @@ fn alloc_after_exit<C: Config>(layout: Layout, zero: bool) -> *mut u8 {
 /// # Safety
 /// As `GlobalAlloc::dealloc`.
 #[inline(always)]
-pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
+pub unsafe fn dealloc<C: Instance>(ptr: *mut u8, layout: Layout) {
     if C::ENABLE_STATISTICS {
         // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
         unsafe { count_free::<C>(ptr, layout) };
@@ -369,7 +371,7 @@ pub unsafe fn dealloc<C: Config>(ptr: *mut u8, layout: Layout) {
 /// As `GlobalAlloc::dealloc`; `bins` is the calling thread's slot's bins.
 #[cold]
 #[inline(never)]
-unsafe fn dealloc_slow<C: Config>(ptr: *mut u8, layout: Layout, bins: *mut Bins) {
+unsafe fn dealloc_slow<C: Instance>(ptr: *mut u8, layout: Layout, bins: *mut Bins) {
     if layout.align() >= C::SPAN_SIZE {
         tick::<C>();
         // SAFETY: such blocks are always huge.
@@ -447,7 +449,7 @@ unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
 ///
 /// # Safety
 /// `block` is the start of an allocated block of the small span `span`.
-unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
+unsafe fn free_remote<C: Instance>(span: *mut Span, block: *mut Block) {
     // SAFETY: the span is live while its block is out; read the owner before the push
     // (after it the owner may take the block and release the span).
     let heap = unsafe { (*span).heap };
@@ -501,7 +503,7 @@ unsafe fn free_remote<C: Config>(span: *mut Span, block: *mut Block) {
 /// `heap` is a heap id of configuration `C` as a span records it (the record's address,
 /// with its provenance).
 #[cold]
-unsafe fn drain_orphan<C: Config>(heap: *mut u8) {
+unsafe fn drain_orphan<C: Instance>(heap: *mut u8) {
     // SAFETY: per the contract, a heap record, never unmapped. Outside the lock only the
     // shared part is reached.
     let shared = unsafe { Heap::<C>::shared_of(heap) };
@@ -536,7 +538,7 @@ unsafe fn drain_orphan<C: Config>(heap: *mut u8) {
 /// # Safety
 /// As `GlobalAlloc::realloc`.
 #[inline]
-pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+pub unsafe fn realloc<C: Instance>(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
     let align = layout.align();
     // The block's usable size where known: the basis of the move's headroom.
     let mut usable = layout.size();
@@ -585,7 +587,7 @@ pub unsafe fn realloc<C: Config>(ptr: *mut u8, layout: Layout, new_size: usize) 
 
 /// Counts a block resized without a copy (statistics on) and returns it.
 #[inline(always)]
-fn resized_in_place<C: Config>(ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
+fn resized_in_place<C: Instance>(ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
     if C::ENABLE_STATISTICS {
         with_counters::<C>(|c, w| c.resized(old, new, w));
     }
@@ -599,7 +601,7 @@ fn resized_in_place<C: Config>(ptr: *mut u8, old: usize, new: usize) -> *mut u8 
 /// # Safety
 /// `span` is the header of the live large block at `ptr`.
 #[cold]
-unsafe fn grow_large_in_place<C: Config>(span: *mut Span, ptr: *mut u8, new_size: usize) -> bool {
+unsafe fn grow_large_in_place<C: Instance>(span: *mut Span, ptr: *mut u8, new_size: usize) -> bool {
     let bins = thread_state::<C>().heap.get();
     if bins == empty_bins() {
         return false;
@@ -622,7 +624,7 @@ unsafe fn grow_large_in_place<C: Config>(span: *mut Span, ptr: *mut u8, new_size
 ///
 /// # Safety
 /// As `GlobalAlloc::alloc`.
-unsafe fn alloc_growing<C: Config>(layout: Layout) -> *mut u8 {
+unsafe fn alloc_growing<C: Instance>(layout: Layout) -> *mut u8 {
     if layout.size() <= C::MEDIUM_LIMIT && layout.align() <= C::NATURAL_ALIGN {
         // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
         return unsafe { alloc::<C>(layout) };
@@ -645,7 +647,7 @@ unsafe fn alloc_growing<C: Config>(layout: Layout) -> *mut u8 {
 /// # Safety
 /// As `GlobalAlloc::realloc`; `usable >= layout.size()` is the block's usable size.
 #[cold]
-unsafe fn realloc_move<C: Config>(
+unsafe fn realloc_move<C: Instance>(
     ptr: *mut u8,
     layout: Layout,
     usable: usize,
@@ -686,16 +688,16 @@ unsafe fn realloc_move<C: Config>(
 /// notices are taken and its span reserve released, orphaned heaps are settled and their
 /// reserves released, and every run of every thread cache and of the global cache, with
 /// every spare span, is unmapped or has its pages released.
-pub fn collect<C: Config>() {
+pub fn collect<C: Instance>() {
     let state = thread_state::<C>();
     if state.status.get() == LIVE {
         // SAFETY: a live slot holds this thread's heap, used by this thread only.
         unsafe { Heap::<C>::from_bins(state.heap.get()) }.collect();
     }
-    C::global().collect();
+    Heap::<C>::collect_all();
 }
 
 /// The counters of configuration `C`, or `None` without `enable_statistics`.
-pub fn statistics<C: Config>() -> Option<Statistics> {
+pub fn statistics<C: Instance>() -> Option<Statistics> {
     C::global().statistics()
 }

@@ -6,8 +6,6 @@
 //! out. The span size is a type-level number (`typenum`) bounded by `PowerOfTwo`, so a
 //! hand-written configuration with a bad span size fails to type-check as well.
 
-use crate::global::Global;
-use crate::thread_state::ThreadState;
 use typenum::{PowerOfTwo, Unsigned};
 
 /// The span size used when a configuration does not name one: 64 KiB, as rpmalloc 1.4.
@@ -54,17 +52,13 @@ pub const DECAY_NEVER: u64 = u64::MAX;
 /// Largest finite `decay_ms` accepted (one hour).
 pub const MAX_DECAY_MS: u64 = 3_600_000;
 
-/// One allocator configuration and the handles to its singleton state.
+/// One allocator configuration: every tunable as an associated constant.
 ///
-/// Implemented by `define_rpmalloc!`; every constant has the default listed in the README
-/// except the span size, which the macro always spells out.
-///
-/// # Safety
-/// [`Config::global`] must return the same static for every call, [`Config::thread_state`]
-/// a pointer to a thread-local that lives as long as the calling thread and is used by no
-/// other configuration. Two configurations sharing either would hand one heap's blocks to
-/// another.
-pub unsafe trait Config: Sized + Send + Sync + 'static {
+/// Implemented by `define_rpmalloc!` (which also gives the configuration its singleton
+/// state); every constant has the default listed in the README except the span size,
+/// which the macro always spells out. A configuration the macro would refuse fails to
+/// compile when it is used (a `const` assertion of the same limits).
+pub trait Config: Sized + Send + Sync + 'static {
     /// Span size as a type-level number (a power of two, 4 KiB ..= 256 KiB).
     type SpanSize: Unsigned + PowerOfTwo;
     /// Spans mapped per OS call; the first is the master that unmaps the whole run.
@@ -96,9 +90,4 @@ pub unsafe trait Config: Sized + Send + Sync + 'static {
     const ENABLE_HUGE_PAGES: bool = false;
     /// Count operations; when off the counters are compiled out.
     const ENABLE_STATISTICS: bool = false;
-
-    /// This configuration's global state.
-    fn global() -> &'static Global<Self>;
-    /// This configuration's per-thread slot for the calling thread.
-    fn thread_state() -> *const ThreadState;
 }

@@ -8,7 +8,7 @@
 //! Under `--cfg loom` the atomics are `loom`'s (see `sync.rs`) and the tests at the end
 //! of this file model-check the list and the orphan hand-off protocol.
 
-use crate::span::Block;
+use crate::block::Block;
 use crate::sync::{AtomicPtr, Ordering};
 use core::ptr;
 

@@ -20,8 +20,7 @@
 
 use crate::config::Config;
 use crate::global_cache::{GlobalCache, Limits};
-use crate::heap::Heap;
-use crate::lock::SpinLock;
+use crate::lock::{SpinGuard, SpinLock};
 use crate::os;
 use crate::params::Params;
 use crate::size_class::MAX_CLASS_COUNT;
@@ -58,8 +57,9 @@ pub struct Global<C> {
     notices_in_flight: AtomicUsize,
     /// Set while a `fork` waits for `notices_in_flight` to drain; new senders wait.
     forking: AtomicBool,
-    /// Heaps of exited threads, linked through `Heap::next_orphan`.
-    pub(crate) orphans: SpinLock<*mut Heap<C>>,
+    /// Heaps of exited threads (their records' addresses, as spans name their heap),
+    /// linked through `Heap::next_orphan`; the list is of this configuration's heaps only.
+    pub(crate) orphans: SpinLock<*mut u8>,
     /// The pthread key whose destructor retires a thread's heap, plus one (0: not created).
     pub(crate) exit_key: AtomicUsize,
     /// Statistics (updated only with `enable_statistics`).
@@ -67,8 +67,8 @@ pub struct Global<C> {
     _config: PhantomData<C>,
 }
 
-// SAFETY: the raw heap pointers are only touched under the orphan lock; everything else is
-// atomic or behind a lock.
+// SAFETY: the orphan list's heap addresses are only touched under the orphan lock;
+// everything else is atomic or behind a lock.
 unsafe impl<C> Sync for Global<C> {}
 
 impl<C: Config> Global<C> {
@@ -291,7 +291,7 @@ impl<C: Config> Global<C> {
     }
 
     /// The shared part of every heap, newest first.
-    fn heaps(&self) -> impl Iterator<Item = &HeapShared> {
+    pub(crate) fn heaps(&self) -> impl Iterator<Item = &HeapShared> {
         let mut slot = self.heaps.load(Ordering::Acquire).cast_const();
         core::iter::from_fn(move || {
             // SAFETY: registered slots live for the rest of the process, and their `next`
@@ -318,107 +318,86 @@ impl<C: Config> Global<C> {
         self.clock_offset.fetch_add(ms, Ordering::Relaxed);
     }
 
-    /// Reads the clock, moves the sweep period on, and runs a decay sweep if one is due
-    /// (see the module doc). Cheap when none is; callers rate-limit it with their tick
-    /// counters.
+    /// Reads the clock and moves the sweep period on; if a decay sweep is due (see the
+    /// module doc), returns it, for the caller to run (`Heap::clock_tick`: the sweep
+    /// also settles idle heaps' notices, which is the heaps' business). Cheap when none is
+    /// due; callers rate-limit it with their tick counters.
     #[cold]
-    pub(crate) fn clock_tick(&self) {
+    pub(crate) fn clock_tick(&self) -> Option<Sweep<'_>> {
         if !(C::THREAD_CACHE || C::GLOBAL_CACHE) {
-            return;
+            return None;
         }
         // Periods count from 1, so a cutoff of 0 cuts nothing (`decay_ms: never`, or
         // nothing old enough yet).
         let epoch = self.now_ms() / C::SWEEP_PERIOD_MS + 1;
         self.epoch.fetch_max(epoch, Ordering::Relaxed);
         if epoch <= self.swept.load(Ordering::Relaxed) {
-            return;
+            return None;
         }
         // Only try: a thread already sweeping (or collecting, or forking) does the work,
         // and the caller may hold the orphan lock, which `collect` takes after this one.
-        let Some(_maintenance) = self.maintenance.try_lock() else {
-            return;
-        };
+        let maintenance = self.maintenance.try_lock()?;
         if epoch <= self.swept.load(Ordering::Relaxed) {
-            return;
+            return None;
         }
         if self.swept.swap(epoch, Ordering::Relaxed) == 0 {
             // The first clock read: nothing was cached before it.
-            return;
+            return None;
         }
-        let ready = epoch.saturating_sub(C::DECAY_SWEEPS);
-        let aging = epoch.saturating_sub(C::AGING_SWEEPS).max(ready);
-        self.sweep(ready, aging, false);
+        let cutoff = epoch.saturating_sub(C::DECAY_SWEEPS);
+        Some(Sweep {
+            cutoff,
+            aging_cutoff: epoch.saturating_sub(C::AGING_SWEEPS).max(cutoff),
+            wait: false,
+            _maintenance: maintenance,
+        })
     }
 
-    /// Gives back to the OS every cached run and spare stamped at or before `cutoff`, and
-    /// every ageing run at or before `aging_cutoff` (`u64::MAX`: all of them). With `wait`
-    /// (`collect`), a thread cache in use is waited for, not skipped. The caller holds the
-    /// maintenance lock.
-    fn sweep(&self, cutoff: u64, aging_cutoff: u64, wait: bool) {
-        if C::GLOBAL_CACHE && aging_cutoff > 0 {
+    /// The sweep `collect()` runs: everything cached goes, and a thread cache in use is
+    /// waited for. Waits for a sweep in progress.
+    pub(crate) fn collect_sweep(&self) -> Sweep<'_> {
+        Sweep {
+            cutoff: u64::MAX,
+            aging_cutoff: u64::MAX,
+            wait: true,
+            _maintenance: self.maintenance.lock(),
+        }
+    }
+
+    /// The caches' part of `sweep`: gives back to the OS every run in the global cache
+    /// and the thread caches, and every spare, stamped at or before the sweep's cutoff,
+    /// and every ageing run at or before its ageing cutoff. A thread cache in use is
+    /// skipped (its owner is not idle), or with `sweep.wait` waited for.
+    pub(crate) fn sweep_caches(&self, sweep: &Sweep<'_>) {
+        if C::GLOBAL_CACHE && sweep.aging_cutoff > 0 {
             for count in 1..=LARGE_CLASS_COUNT {
                 if !self.cache.has(count) {
                     continue;
                 }
-                let cut = self
-                    .cache
-                    .cut_stamped_before(count, cutoff, aging_cutoff, C::SPAN_SIZE);
+                let cut = self.cache.cut_stamped_before(
+                    count,
+                    sweep.cutoff,
+                    sweep.aging_cutoff,
+                    C::SPAN_SIZE,
+                );
                 // SAFETY: batches just cut from the global cache, outside its locks.
                 unsafe { self.unmap_batches(cut) };
             }
         }
-        // Idle heaps' notices: the spans other threads emptied, released though the heap's
-        // thread does not allocate (`Heap::sweep_notices`). A heap taking its notices
-        // (its lock held) is skipped; orphaned heaps settle theirs at each notice.
-        for heap in self.heaps() {
-            if heap.notices.is_empty_relaxed() || heap.orphaned.load(Ordering::Relaxed) {
-                continue;
-            }
-            let Some(_lock) = heap.lock.try_lock() else {
-                continue;
-            };
-            if !heap.orphaned.load(Ordering::Relaxed) {
-                // SAFETY: a heap of this configuration, not orphaned, and we hold its heap
-                // lock.
-                unsafe { Heap::<C>::sweep_notices(heap) };
-            }
-        }
-        if C::THREAD_CACHE && cutoff > 0 {
+        if C::THREAD_CACHE && sweep.cutoff > 0 {
             for slot in self.heaps() {
-                // A sweep skips a cache its owner is using (it is not idle then).
-                let guard = if wait {
+                let guard = if sweep.wait {
                     Some(slot.cache.lock())
                 } else {
                     slot.cache.try_lock()
                 };
                 let Some(mut cache) = guard else { continue };
-                let cut = cache.cut_stamped_before(cutoff, C::SPAN_SIZE);
+                let cut = cache.cut_stamped_before(sweep.cutoff, C::SPAN_SIZE);
                 drop(cache);
                 // SAFETY: runs just cut from a thread cache, outside its lock.
                 unsafe { self.unmap_batches(cut) };
             }
         }
-    }
-
-    /// Gives back to the OS every run in the global cache and in every thread cache,
-    /// every spare span, and everything orphaned heaps hold that no block uses (their
-    /// reserves too). What it cannot reach: the spans that hold live blocks (and the free
-    /// blocks among them), live threads' span reserves, and remote frees still on their
-    /// way to a live heap.
-    pub(crate) fn collect(&self) {
-        let _maintenance = self.maintenance.lock();
-        {
-            let orphans = self.orphans.lock();
-            let mut heap = *orphans;
-            while !heap.is_null() {
-                // SAFETY: orphaned heaps are used only under the orphan lock, which we hold.
-                unsafe {
-                    (*heap).collect();
-                    heap = (*heap).next_orphan;
-                }
-            }
-        }
-        self.sweep(u64::MAX, u64::MAX, true);
     }
 
     /// Unmaps batches linked by `prev`, each a chain of free runs linked by `next`.
@@ -632,4 +611,17 @@ impl<C: Config> Global<C> {
             self.maintenance.force_unlock();
         }
     }
+}
+
+/// A decay sweep (or `collect()`'s) due to run: what it gives back, and the maintenance
+/// lock, held while it runs (one sweep at a time). Run by `Heap::sweep`.
+pub(crate) struct Sweep<'a> {
+    /// Runs and spares stamped at or before this period go back to the OS.
+    pub(crate) cutoff: u64,
+    /// Ageing runs stamped at or before this period go back to the OS.
+    pub(crate) aging_cutoff: u64,
+    /// Wait for a thread cache or heap in use instead of skipping it (`collect()`).
+    pub(crate) wait: bool,
+    /// The maintenance lock.
+    _maintenance: SpinGuard<'a, ()>,
 }

@@ -21,61 +21,22 @@
 //! blocks sit in the bin is never seen as empty, and the free path's one test
 //! `used == 0 || state == Full` catches every state change.
 
-use crate::addr;
-use crate::config::Config;
+use crate::bins::{Bin, Bins, Ticks};
+use crate::block::Block;
+use crate::global::Sweep;
+use crate::instance::Instance;
+use crate::os::addr;
 use crate::params::Params;
 use crate::size_class::MAX_CLASS_COUNT;
-use crate::span::{Block, Kind, Span, SpanDList, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
+use crate::span::{Kind, Span, SpanDList, State, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
 use crate::stats::{HeapCounters, Writer};
 use crate::thread_cache::HeapShared;
-use crate::thread_state::Ticks;
 use core::marker::PhantomData;
 use core::ptr;
 use core::sync::atomic::Ordering;
 
 /// Granularity of carving fresh blocks (the common 4 KiB page; only a heuristic).
 const PAGE_SIZE: usize = 4096;
-
-/// One size class's allocation state.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct Bin {
-    /// Free blocks of `span`, popped by the fast path; counted in the span's `used`.
-    pub free: *mut Block,
-    /// The class's active span, or null.
-    pub span: *mut Span,
-}
-
-impl Bin {
-    /// No active span, no blocks.
-    pub(crate) const EMPTY: Bin = Bin {
-        free: ptr::null_mut(),
-        span: ptr::null_mut(),
-    };
-}
-
-/// The part of a heap the allocation fast path reads: one bin per size class.
-#[repr(C)]
-pub(crate) struct Bins {
-    /// Bin per size class.
-    pub bin: [Bin; MAX_CLASS_COUNT],
-}
-
-/// The bins of a thread without a heap: every class empty, so the fast path falls through
-/// to the slow path, which sets the thread up. Never written.
-pub(crate) struct SyncBins(Bins);
-// SAFETY: never written (only real heaps' bins are stored to).
-unsafe impl Sync for SyncBins {}
-
-pub(crate) static EMPTY_BINS: SyncBins = SyncBins(Bins {
-    bin: [Bin::EMPTY; MAX_CLASS_COUNT],
-});
-
-/// Pointer to [`EMPTY_BINS`].
-#[inline(always)]
-pub(crate) const fn empty_bins() -> *mut Bins {
-    (&raw const EMPTY_BINS.0).cast_mut()
-}
 
 /// A heap's record: the owner part first (so a `*mut Bins` from the thread slot is also
 /// the record's address), then the part other threads reach. Mapped once, never
@@ -146,7 +107,7 @@ impl<C> HeapRecord<C> {
     };
 }
 
-impl<C: Config> Heap<C> {
+impl<C: Instance> Heap<C> {
     /// Maps and initialises a new heap; null when the OS refuses. Heaps are never unmapped:
     /// an exited thread's heap waits on the orphan list for the next thread.
     ///
@@ -258,8 +219,61 @@ impl<C: Config> Heap<C> {
     #[inline]
     fn tick(&self) {
         if self.ticks.tick() {
-            C::global().clock_tick();
+            Self::clock_tick();
         }
+    }
+
+    /// Reads the clock and, if a decay sweep is due, runs it (see `global.rs`): idle
+    /// heaps' notices first (the spans other threads emptied go back to the caches or the
+    /// OS), then every cache's old runs. Call it holding no lock but the orphan lock and
+    /// the calling heap's lock.
+    #[cold]
+    pub(crate) fn clock_tick() {
+        if let Some(sweep) = C::global().clock_tick() {
+            Self::sweep(&sweep);
+        }
+    }
+
+    /// Runs a sweep: settles the notices of every heap not in use, then gives back the
+    /// caches' old runs ([`Global::sweep_caches`](crate::global::Global::sweep_caches)).
+    fn sweep(sweep: &Sweep<'_>) {
+        let global = C::global();
+        // Idle heaps' notices: the spans other threads emptied, released though the heap's
+        // thread does not allocate. A heap taking its notices (its lock held) is skipped;
+        // orphaned heaps settle theirs at each notice.
+        for heap in global.heaps() {
+            if heap.notices.is_empty_relaxed() || heap.orphaned.load(Ordering::Relaxed) {
+                continue;
+            }
+            let Some(_lock) = heap.lock.try_lock() else {
+                continue;
+            };
+            if !heap.orphaned.load(Ordering::Relaxed) {
+                // SAFETY: a heap of this configuration (the list is `global`'s), not
+                // orphaned, and we hold its heap lock.
+                unsafe { Self::sweep_notices(heap) };
+            }
+        }
+        global.sweep_caches(sweep);
+    }
+
+    /// `collect()` (see `api::collect`): every orphaned heap's part ([`Heap::collect`]),
+    /// then a sweep that gives back everything cached.
+    pub(crate) fn collect_all() {
+        let global = C::global();
+        let sweep = global.collect_sweep();
+        {
+            let orphans = global.orphans.lock();
+            let mut heap = (*orphans).cast::<Heap<C>>();
+            while !heap.is_null() {
+                // SAFETY: orphaned heaps are used only under the orphan lock, which we hold.
+                unsafe {
+                    (*heap).collect();
+                    heap = (*heap).next_orphan;
+                }
+            }
+        }
+        Self::sweep(&sweep);
     }
 
     // ---- small and medium blocks -------------------------------------------------------
@@ -448,7 +462,7 @@ impl<C: Config> Heap<C> {
             // Written through the freer's pointer, listed with the mapping's provenance
             // (see `addr.rs`).
             (*block).next = head;
-            (*span).free_list = crate::addr::own(block);
+            (*span).free_list = addr::own(block);
             (*span).used -= 1;
             if (*span).used == 0 || (*span).state() == State::Full {
                 self.free_transition(span);
@@ -1183,7 +1197,7 @@ impl<C: Config> Heap<C> {
             }
         }
         // A sweep may be due (this thread's last tick may be long ago).
-        global.clock_tick();
+        Self::clock_tick();
         let mut orphans = global.orphans.lock();
         // Set before the last take (SeqCst, paired with the notice push then load in
         // `api::free_remote`): a thread that sends a notice after that take sees the flag
@@ -1201,10 +1215,10 @@ impl<C: Config> Heap<C> {
         // 64 KiB spans), resident only as far as carved; rpmalloc keeps one per class of
         // every size. They are outside the global cache's limit until a thread adopts
         // the heap.
-        owner.next_orphan = *orphans;
+        owner.next_orphan = (*orphans).cast();
         // Published under the lock: from here the orphan lock's holder is the heap's user,
         // and `owner` is not used again.
-        *orphans = heap;
+        *orphans = heap.cast();
     }
 
     /// `collect()`'s part for this heap (its own thread's, or an orphaned one under the
@@ -1223,14 +1237,14 @@ impl<C: Config> Heap<C> {
         // Bring the sweep period up to date before this thread stamps anything: the
         // period moves on only at clock reads, and one this old would make the runs this
         // thread caches first look old.
-        global.clock_tick();
+        Self::clock_tick();
         {
             let mut orphans = global.orphans.lock();
-            let heap = *orphans;
+            let heap = (*orphans).cast::<Heap<C>>();
             if !heap.is_null() {
                 // SAFETY: orphaned heaps are valid and, under the lock, ours to take.
                 unsafe {
-                    *orphans = (*heap).next_orphan;
+                    *orphans = (*heap).next_orphan.cast();
                     (*heap).next_orphan = ptr::null_mut();
                     Self::shared_of(heap.cast())
                         .orphaned

@@ -6,16 +6,16 @@
 //! for those the header sits exactly one span before the block; `dealloc` knows which from
 //! the layout's alignment.
 
-use crate::addr;
-use crate::config::Config;
+use crate::instance::Instance;
 use crate::os;
+use crate::os::addr;
 use crate::params::Params;
 use crate::span::{Kind, Span, SPAN_HEADER_SIZE};
 use core::ptr;
 
 /// Maps a huge block of `size` bytes aligned to `align`. Null when the OS refuses.
 #[cold]
-pub(crate) fn alloc<C: Config>(size: usize, align: usize) -> *mut u8 {
+pub(crate) fn alloc<C: Instance>(size: usize, align: usize) -> *mut u8 {
     let page = os::page_size();
     let (offset, map_align) = if align >= C::SPAN_SIZE {
         (C::SPAN_SIZE, align)
@@ -48,7 +48,7 @@ pub(crate) fn alloc<C: Config>(size: usize, align: usize) -> *mut u8 {
 
 /// The header of a huge block.
 #[inline]
-fn header<C: Config>(ptr: *mut u8, align: usize) -> *mut Span {
+fn header<C: Instance>(ptr: *mut u8, align: usize) -> *mut Span {
     if align >= C::SPAN_SIZE {
         addr::with_addr(ptr, ptr.addr().wrapping_sub(C::SPAN_SIZE)).cast()
     } else {
@@ -61,7 +61,7 @@ fn header<C: Config>(ptr: *mut u8, align: usize) -> *mut Span {
 /// # Safety
 /// `ptr` is a live huge block of this configuration allocated with alignment `align`.
 #[cold]
-pub(crate) unsafe fn free<C: Config>(ptr: *mut u8, align: usize) {
+pub(crate) unsafe fn free<C: Instance>(ptr: *mut u8, align: usize) {
     let span = header::<C>(ptr, align);
     // SAFETY: per the contract the header is valid; the mapping runs from `map_head`
     // bytes before it to `map_tail` bytes after `map_size`.
@@ -78,7 +78,7 @@ pub(crate) unsafe fn free<C: Config>(ptr: *mut u8, align: usize) {
 /// # Safety
 /// `ptr` is a live huge block of this configuration with alignment below the span size.
 #[cold]
-pub(crate) unsafe fn realloc<C: Config>(ptr: *mut u8, new_size: usize) -> *mut u8 {
+pub(crate) unsafe fn realloc<C: Instance>(ptr: *mut u8, new_size: usize) -> *mut u8 {
     let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
     let offset = ptr as usize - span as usize;
     let Some(new_len) = new_size
@@ -121,7 +121,7 @@ pub(crate) unsafe fn realloc<C: Config>(ptr: *mut u8, new_size: usize) -> *mut u
 ///
 /// # Safety
 /// `span` is the header of a live huge block of this configuration.
-unsafe fn trim_slack<C: Config>(span: *mut Span) {
+unsafe fn trim_slack<C: Instance>(span: *mut Span) {
     // SAFETY: per the contract a valid header, whose `map_head`/`map_tail` bytes around
     // the block are still mapped (zeroed below once unmapped), ours and unused.
     unsafe {

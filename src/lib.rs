@@ -27,9 +27,11 @@
 
 extern crate self as rpmalloc;
 
-mod addr;
 #[cfg(not(loom))]
 mod api;
+#[cfg(not(loom))]
+mod bins;
+mod block;
 #[cfg(not(loom))]
 pub mod config;
 mod deferred;
@@ -41,6 +43,8 @@ mod global_cache;
 mod heap;
 #[cfg(not(loom))]
 mod huge;
+#[cfg(not(loom))]
+mod instance;
 mod lock;
 mod os;
 #[cfg(not(loom))]
@@ -77,5 +81,6 @@ pub use typenum;
 pub mod __private {
     pub use crate::api::{alloc, alloc_zeroed, collect, dealloc, realloc, statistics};
     pub use crate::global::Global;
+    pub use crate::instance::Instance;
     pub use crate::thread_state::ThreadState;
 }

@@ -22,7 +22,7 @@
 //! Under `--cfg loom` the atomics are `loom`'s and the tests at the end model-check the
 //! list and the flag hand-off.
 
-use crate::span::Block;
+use crate::block::Block;
 use crate::sync::{AtomicU64, Ordering};
 use core::ptr;
 

@@ -10,6 +10,7 @@
 //! *master*: it counts the spans of the mapping that are not yet released and unmaps the
 //! whole mapping when the count drops to zero. Every run records its offset from the master.
 
+use crate::block::Block;
 use crate::remote::RemoteList;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
@@ -18,12 +19,6 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 pub(crate) const SPAN_HEADER_SIZE: usize = 128;
 /// Runs of up to this many spans are "large"; bigger blocks are mapped directly.
 pub(crate) const LARGE_CLASS_COUNT: usize = 63;
-
-/// A free block: its first word links to the next free block.
-#[repr(C)]
-pub(crate) struct Block {
-    pub next: *mut Block,
-}
 
 /// What a span holds.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -1,7 +1,7 @@
 //! Hand-written configurations for the crate's unit tests (the proc-macro is exercised by
 //! the integration tests).
 
-/// Defines a unit struct `$name` implementing `Config` with its own statics, overriding
+/// Defines a unit struct `$name` implementing `Config` and `Instance` with its own statics, overriding
 /// the given constants.
 macro_rules! test_config {
     ($name:ident, $span:ty $(, $key:ident : $ty:ty = $value:expr)* $(,)?) => {
@@ -12,10 +12,12 @@ macro_rules! test_config {
                 static THREAD: crate::thread_state::ThreadState =
                     const { crate::thread_state::ThreadState::new() };
             }
-            // SAFETY: one static and one thread-local of its own, as the trait requires.
-            unsafe impl crate::Config for $name {
+            impl crate::Config for $name {
                 type SpanSize = $span;
                 $(const $key: $ty = $value;)*
+            }
+            // SAFETY: one static and one thread-local of its own, as the trait requires.
+            unsafe impl crate::instance::Instance for $name {
                 fn global() -> &'static crate::global::Global<Self> {
                     &GLOBAL
                 }

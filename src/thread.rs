@@ -10,8 +10,9 @@
 //! those still allocate from the thread's own heap. After ours ran, the slot is marked
 //! dead and any later allocation goes through an orphaned heap under the orphan lock.
 
-use crate::config::Config;
-use crate::heap::{empty_bins, Heap};
+use crate::bins::empty_bins;
+use crate::heap::Heap;
+use crate::instance::Instance;
 use crate::thread_state::{ThreadState, DEAD, LIVE};
 use core::sync::atomic::Ordering;
 
@@ -21,7 +22,7 @@ use core::sync::atomic::Ordering;
 /// # Safety
 /// `state` is the calling thread's slot of configuration `C`, with status `UNINIT`.
 #[cold]
-pub(crate) unsafe fn init_thread<C: Config>(state: &ThreadState) -> bool {
+pub(crate) unsafe fn init_thread<C: Instance>(state: &ThreadState) -> bool {
     let heap = Heap::<C>::adopt_or_create();
     if heap.is_null() {
         return false;
@@ -36,7 +37,7 @@ pub(crate) unsafe fn init_thread<C: Config>(state: &ThreadState) -> bool {
 }
 
 /// The pthread key whose destructor orphans the heap, created on first use.
-fn exit_key<C: Config>() -> Option<libc::pthread_key_t> {
+fn exit_key<C: Instance>() -> Option<libc::pthread_key_t> {
     let global = C::global();
     let stored = global.exit_key.load(Ordering::Acquire);
     if stored != 0 {
@@ -73,7 +74,7 @@ fn exit_key<C: Config>() -> Option<libc::pthread_key_t> {
 }
 
 /// pthread key destructor: orphans the exiting thread's heap.
-unsafe extern "C" fn on_thread_exit<C: Config>(_value: *mut libc::c_void) {
+unsafe extern "C" fn on_thread_exit<C: Instance>(_value: *mut libc::c_void) {
     // SAFETY: the slot is a destructor-less thread-local, still readable while pthread
     // key destructors run.
     let state = unsafe { &*C::thread_state() };
@@ -88,18 +89,18 @@ unsafe extern "C" fn on_thread_exit<C: Config>(_value: *mut libc::c_void) {
 
 /// Before `fork`: let the notices in flight land and take every lock, so the child never
 /// inherits a structure mid-update or a notice that will never arrive.
-extern "C" fn fork_prepare<C: Config>() {
+extern "C" fn fork_prepare<C: Instance>() {
     C::global().prepare_fork();
 }
 
 /// After `fork`, in the parent: release them.
-extern "C" fn fork_parent<C: Config>() {
+extern "C" fn fork_parent<C: Instance>() {
     // SAFETY: fork_prepare ran on this thread.
     unsafe { C::global().parent_after_fork() };
 }
 
 /// After `fork`, in the child: only this thread exists; reset the locks.
-extern "C" fn fork_child<C: Config>() {
+extern "C" fn fork_child<C: Instance>() {
     // SAFETY: in the child, just after a fork that fork_prepare prepared.
     unsafe { C::global().child_after_fork() };
 }

@@ -8,8 +8,7 @@
 //! readable while the thread's other destructors run. Setup and thread exit are in
 //! `thread.rs`.
 
-use crate::heap::{empty_bins, Bins};
-use crate::params::TICKS_PER_CLOCK_READ;
+use crate::bins::{empty_bins, Bins, Ticks};
 use core::cell::Cell;
 
 /// No heap yet; the next slow-path allocation sets one up.
@@ -29,42 +28,6 @@ pub struct ThreadState {
     /// left until this thread next reads the clock: a thread without a heap (one that only
     /// frees) ticks too. A heap counts its own events (`Heap::ticks`).
     pub(crate) ticks: Ticks,
-}
-
-/// A count of allocator events towards the next read of the clock for decay sweeps (see
-/// `global.rs`), kept by its one user.
-pub(crate) struct Ticks(Cell<u32>);
-
-impl Ticks {
-    /// A full count.
-    pub(crate) const fn new() -> Ticks {
-        Ticks(Cell::new(TICKS_PER_CLOCK_READ))
-    }
-
-    /// Counts an event: true every `TICKS_PER_CLOCK_READ` events, when the caller reads
-    /// the clock (`Global::clock_tick`).
-    #[inline(always)]
-    pub(crate) fn tick(&self) -> bool {
-        let left = self.0.get();
-        if left > 1 {
-            self.0.set(left - 1);
-            return false;
-        }
-        self.0.set(TICKS_PER_CLOCK_READ);
-        true
-    }
-
-    /// The inline refill's tick: counts the event and says true, or says false (counting
-    /// nothing) when the clock is due, for the slow path to tick and read it.
-    #[inline(always)]
-    pub(crate) fn quiet_tick(&self) -> bool {
-        let left = self.0.get();
-        if left > 1 {
-            self.0.set(left - 1);
-            return true;
-        }
-        false
-    }
 }
 
 impl ThreadState {

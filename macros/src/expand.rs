@@ -86,12 +86,15 @@ pub fn expand(input: &Input) -> TokenStream {
                     const { ::rpmalloc::__private::ThreadState::new() };
             }
 
+            impl ::rpmalloc::Config for __RpmallocConfig {
+                type SpanSize = #span_size;
+                #(#constants)*
+            }
+
             // SAFETY: `global` always returns the one static above and `thread_state` this
             // expansion's own thread-local, which has no destructor and so lives as long as
             // the thread.
-            unsafe impl ::rpmalloc::Config for __RpmallocConfig {
-                type SpanSize = #span_size;
-                #(#constants)*
+            unsafe impl ::rpmalloc::__private::Instance for __RpmallocConfig {
 
                 #[inline(always)]
                 fn global() -> &'static ::rpmalloc::__private::Global<Self> {

@@ -14,12 +14,11 @@
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+pub(crate) mod addr;
 #[cfg(not(miri))]
 mod linux;
 #[cfg(miri)]
 mod miri;
-#[cfg(miri)]
-pub(crate) use miri::root_at;
 
 /// The platform's implementation.
 #[cfg(not(miri))]
@@ -193,12 +192,12 @@ pub(crate) fn map_padded(
         }
         if tail > 0 {
             // SAFETY: the slack after the aligned range, ours and unused.
-            unsafe { unmap(crate::addr::with_addr(base, start + len), tail) };
+            unsafe { unmap(addr::with_addr(base, start + len), tail) };
         }
         head = 0;
         tail = 0;
     }
-    let p = crate::addr::with_addr(base, start);
+    let p = addr::with_addr(base, start);
     if huge_pages {
         Sys::advise_huge(p, len);
     }
@@ -257,7 +256,7 @@ pub(crate) unsafe fn decommit(p: *mut u8, len: usize) {
         return;
     }
     // SAFETY: whole pages inside the caller's range, per the contract.
-    unsafe { Sys::decommit(crate::addr::with_addr(p, start), end - start) }
+    unsafe { Sys::decommit(addr::with_addr(p, start), end - start) }
 }
 
 /// Resizes the mapping `[p, p + old_len)` to `new_len` bytes, moving it if needed to an

@@ -4,9 +4,9 @@
 
 use super::{check, fill};
 use crate::api;
+use crate::instance::Instance;
 use crate::params::Params;
 use crate::test_config::test_config;
-use crate::Config;
 use crate::Statistics;
 use core::alloc::Layout;
 use std::sync::mpsc;
@@ -29,7 +29,7 @@ fn layout(size: usize) -> Layout {
 const FILL: usize = if cfg!(miri) { 32 } else { 8192 };
 
 /// Allocates a filled block of `C`.
-fn filled<C: Config>(size: usize, seed: u8) -> (usize, Layout) {
+fn filled<C: Instance>(size: usize, seed: u8) -> (usize, Layout) {
     let l = layout(size);
     // SAFETY: a non-zero layout.
     let p = unsafe { api::alloc::<C>(l) };
@@ -39,7 +39,7 @@ fn filled<C: Config>(size: usize, seed: u8) -> (usize, Layout) {
 }
 
 /// Checks and frees blocks made by [`filled`].
-fn check_free<C: Config>(blocks: Vec<(usize, Layout)>, seed: u8) {
+fn check_free<C: Instance>(blocks: Vec<(usize, Layout)>, seed: u8) {
     for (p, l) in blocks {
         check(p as *mut u8, l.size().min(FILL), seed);
         // SAFETY: allocated by `filled` with this layout, freed once.
@@ -49,7 +49,7 @@ fn check_free<C: Config>(blocks: Vec<(usize, Layout)>, seed: u8) {
 
 /// Allocator events on the calling thread until it has read the clock at least once:
 /// huge blocks tick on every allocation and free and are not cached.
-fn tick_clock<C: Config>() {
+fn tick_clock<C: Instance>() {
     for _ in 0..2 * crate::params::TICKS_PER_CLOCK_READ {
         let (p, l) = filled::<C>(C::LARGE_LIMIT + 1, 1);
         // SAFETY: just allocated with this layout.

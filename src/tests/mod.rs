@@ -1,6 +1,7 @@
 //! Unit tests of the allocator core through hand-written configurations.
 
 use crate::api;
+use crate::instance::Instance;
 use crate::params::Params;
 use crate::test_config::{span_counting_config, test_config};
 use crate::Config;
@@ -70,7 +71,7 @@ fn check(p: *mut u8, size: usize, seed: u8) {
     }
 }
 
-fn roundtrip<C: crate::Config>(sizes: &[usize], align: usize) {
+fn roundtrip<C: Instance>(sizes: &[usize], align: usize) {
     let mut live = Vec::new();
     for (i, &size) in sizes.iter().enumerate() {
         let layout = Layout::from_size_align(size, align).unwrap();
@@ -93,7 +94,7 @@ fn roundtrip<C: crate::Config>(sizes: &[usize], align: usize) {
 /// Sizes for `every_size_class_and_kind_roundtrips`: each class's block size (under Miri)
 /// or sizes 7 bytes apart up to 2 KiB (which meet every class below it), then medium,
 /// large and huge sizes.
-fn sizes_of_every_kind<C: crate::Config>(every_class: bool) -> Vec<usize> {
+fn sizes_of_every_kind<C: Instance>(every_class: bool) -> Vec<usize> {
     let mut sizes: Vec<usize> = if every_class {
         let mut classes: Vec<usize> = C::CLASSES
             .block_size
@@ -426,7 +427,7 @@ span_counting_config!(RemoteOrphan, typenum::U65536);
 const REMOTE_SPANS: usize = if cfg!(miri) { 5 } else { 40 };
 
 /// Allocates `n` filled 1000-byte blocks of `C` (about 64 per 64 KiB span), as addresses.
-fn filled_blocks<C: crate::Config>(n: usize) -> Vec<usize> {
+fn filled_blocks<C: Instance>(n: usize) -> Vec<usize> {
     let layout = Layout::from_size_align(1000, 16).unwrap();
     (0..n)
         .map(|i| {
@@ -440,7 +441,7 @@ fn filled_blocks<C: crate::Config>(n: usize) -> Vec<usize> {
 }
 
 /// Checks and frees blocks from [`filled_blocks`] on a new thread (remote frees).
-fn free_on_other_thread<C: crate::Config>(blocks: Vec<usize>) {
+fn free_on_other_thread<C: Instance>(blocks: Vec<usize>) {
     std::thread::spawn(move || {
         let layout = Layout::from_size_align(1000, 16).unwrap();
         for (i, &p) in blocks.iter().enumerate() {
@@ -789,7 +790,7 @@ fn blocks_passed_between_exiting_threads_leave_only_heap_records_mapped() {
 }
 
 /// Bytes `C` mapped between the two snapshots beyond the heap records it created.
-fn mapped_beyond_heap_records<C: crate::Config>(
+fn mapped_beyond_heap_records<C: Instance>(
     before: &crate::Statistics,
     after: &crate::Statistics,
 ) -> usize {

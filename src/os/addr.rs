@@ -7,7 +7,7 @@
 //! there. The allocator must reach its headers, and keep blocks on its lists, with the
 //! provenance of the mapping it made, never the program's.
 //!
-//! - Under Miri the OS layer knows every mapping's base pointer (`os::root_at`), and these
+//! - Under Miri the OS layer knows every mapping's base pointer (`os::miri::root_at`), and these
 //!   functions derive the result from it with the strict-provenance `with_addr`, so Miri
 //!   checks every access against the mapping. (Addresses outside any mapping — unit tests'
 //!   stand-in spans — keep `p`'s provenance.)
@@ -23,7 +23,7 @@
 pub(crate) fn with_addr<T>(p: *mut T, addr: usize) -> *mut T {
     #[cfg(miri)]
     {
-        match crate::os::root_at(addr) {
+        match super::miri::root_at(addr) {
             Some(root) => root.with_addr(addr).cast(),
             None => p.with_addr(addr),
         }
