@@ -15,7 +15,8 @@
 //! gives back on its own, during ordinary calls, when the threads that did the work are
 //! parked (a server between bursts).
 
-use super::{alloc_block, free_block, mib, rss, thread_cpu_ns, Alloc, Block, Rng};
+use super::{alloc_block, free_block, Alloc, Block, Rng};
+use crate::measure::{mib, rss, thread_cpu_ns};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Barrier};
@@ -76,33 +77,33 @@ fn size_of(mix: Mix, rng: &mut Rng) -> usize {
 /// What one hand-off run measured.
 pub(crate) struct Outcome {
     /// Blocks allocated plus blocks freed.
-    pub ops: u64,
+    pub(crate) ops: u64,
     /// CPU time of the producers and the consumer.
-    pub cpu_s: f64,
+    pub(crate) cpu_s: f64,
     /// Wall-clock time from the first allocation to the last free.
-    pub wall_s: f64,
+    pub(crate) wall_s: f64,
     /// RSS once the consumer freed the last block, the workers still alive.
-    pub rss_after: u64,
+    pub(crate) rss_after: u64,
     /// RSS after the idle period with light activity.
-    pub rss_idle: u64,
+    pub(crate) rss_idle: u64,
     /// Most bytes of blocks in batches sent and not yet freed at once (the live data the
     /// hand-off holds, without the batches the producers are filling): it depends on how
     /// far the producers run ahead of the consumer, so on the allocator's speed too.
-    pub in_flight_peak: u64,
+    pub(crate) in_flight_peak: u64,
 }
 
 /// The hand-off's own settings.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
-    pub producers: usize,
-    pub blocks: usize,
-    pub batch: usize,
-    pub queue: usize,
-    pub mix: Mix,
-    pub idle_ms: u64,
-    pub seed: u64,
+    pub(crate) producers: usize,
+    pub(crate) blocks: usize,
+    pub(crate) batch: usize,
+    pub(crate) queue: usize,
+    pub(crate) mix: Mix,
+    pub(crate) idle_ms: u64,
+    pub(crate) seed: u64,
     /// Print `ours`' statistics after the last free (with `--features stats`).
-    pub diagnose: bool,
+    pub(crate) diagnose: bool,
 }
 
 /// `Block`s are plain memory; a batch of them crosses to the consumer whole.
@@ -183,7 +184,7 @@ pub(crate) fn run(a: Alloc, s: Settings, quiet: bool) -> Outcome {
     // Wait for the consumer's last free without joining (the workers stay alive).
     done.wait();
     if s.diagnose {
-        super::print_ours_stats("after the last free");
+        crate::measure::print_ours_stats("after the last free");
     }
     // Light activity on this thread while the workers stay parked: a server's
     // housekeeping between bursts, through the allocator under test.
