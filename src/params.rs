@@ -1,8 +1,6 @@
 //! Every limit derived from a [`Config`], computed in one place at compile time.
 
-use crate::config::{
-    Config, DECAY_NEVER, MAX_CACHE_BYTES, MAX_DECAY_MS, MAX_SPAN_SIZE, MIN_SPAN_SIZE,
-};
+use crate::config::{Config, DECAY_NEVER};
 use crate::size_class::{SizeClasses, SMALL_GRANULARITY};
 use crate::span::{LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
 use typenum::Unsigned;
@@ -76,40 +74,7 @@ pub(crate) trait Params: Config {
     };
     /// Rejects configurations the macro would have refused, for hand-written `Config`s.
     const VALID: () = {
-        assert!(Self::SPAN_SIZE >= MIN_SPAN_SIZE, "span_size below 4096");
-        assert!(Self::SPAN_SIZE <= MAX_SPAN_SIZE, "span_size above 262144");
-        assert!(
-            Self::SPAN_MAP_COUNT >= 1,
-            "span_map_count must be at least 1"
-        );
-        assert!(
-            Self::MAX_THREAD_SPAN_CACHE >= 1,
-            "max_thread_span_cache must be at least 1"
-        );
-        assert!(
-            Self::MAX_THREAD_SPAN_LARGE_CACHE >= 1,
-            "max_thread_span_large_cache must be at least 1"
-        );
-        assert!(
-            Self::MAX_GLOBAL_SPAN_CACHE >= 1,
-            "max_global_span_cache must be at least 1"
-        );
-        assert!(
-            Self::GLOBAL_CACHE_MULTIPLIER >= 1,
-            "global_cache_multiplier must be at least 1"
-        );
-        assert!(
-            Self::MAX_THREAD_CACHE_BYTES <= MAX_CACHE_BYTES,
-            "max_thread_cache_bytes above 1 TiB"
-        );
-        assert!(
-            Self::MAX_GLOBAL_CACHE_BYTES <= MAX_CACHE_BYTES,
-            "max_global_cache_bytes above 1 TiB"
-        );
-        assert!(
-            Self::DECAY_MS <= MAX_DECAY_MS || Self::DECAY_MS == DECAY_NEVER,
-            "decay_ms above one hour (use `never`)"
-        );
+        crate::config::check::<Self>();
     };
 
     /// Bytes of free runs one thread cache keeps, all span counts together.

@@ -51,8 +51,11 @@ pub fn expand(input: &Input) -> TokenStream {
         .iter()
         .filter(|setting| setting.key.name != keys::SPAN_SIZE)
         .map(|setting| {
-            let constant =
-                format_ident!("{}", setting.key.const_name(), span = setting.ident.span());
+            let constant = format_ident!(
+                "{}",
+                keys::const_name(setting.key),
+                span = setting.ident.span()
+            );
             let (ty, value) = match setting.value {
                 Value::Bool(value) => (quote!(bool), quote!(#value)),
                 Value::Int(value) => {
@@ -193,7 +196,7 @@ fn generated_docs(input: &Input) -> TokenStream {
             Some(Value::Bool(value)) => value.to_string(),
             Some(Value::Millis(keys::NEVER)) => "never".to_string(),
             Some(Value::Millis(value)) => value.to_string(),
-            None => format!("{} (default)", key.default),
+            None => format!("{} (default)", keys::default_text(key)),
         };
         lines.push(format!(" | `{}` | {value} |", key.name));
     }

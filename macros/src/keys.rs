@@ -1,155 +1,26 @@
-//! The configuration keys `define_rpmalloc!` accepts, their rules and defaults.
+//! The configuration keys `define_rpmalloc!` accepts: the table itself is the
+//! `rpmalloc-keys` crate (shared with the library, which checks the same limits); this
+//! module adds what the macro needs on top of it (lookup, suggestions, names, defaults as
+//! written).
 
-/// Smallest span size accepted; the value of `rpmalloc::config::MIN_SPAN_SIZE`.
-pub const MIN_SPAN_SIZE: u64 = 4096;
-/// Largest span size accepted; the value of `rpmalloc::config::MAX_SPAN_SIZE`.
-pub const MAX_SPAN_SIZE: u64 = 262_144;
-
-/// What a key takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// `true` or `false`.
-    Bool,
-    /// A duration in milliseconds: an integer literal in `0..=max`, or `never`
-    /// ([`NEVER`]). Its constant is a `u64`.
-    Millis {
-        /// Largest finite value accepted.
-        max: u64,
-    },
-    /// An integer literal in `min..=max`, a power of two when `power_of_two`.
-    Int {
-        /// Smallest value accepted.
-        min: u64,
-        /// Largest value accepted.
-        max: u64,
-        /// Whether the value must be a power of two.
-        power_of_two: bool,
-        /// Unit appended to the range in error messages (`" bytes"` or empty).
-        unit: &'static str,
-    },
-}
-
-/// One configuration key.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Key {
-    /// The key as written in the macro input.
-    pub name: &'static str,
-    /// What it takes.
-    pub kind: Kind,
-    /// Its default, as shown in the generated documentation; the values of the
-    /// `rpmalloc::config::DEFAULT_*` constants and the `Config` trait defaults.
-    pub default: &'static str,
-}
-
-impl Key {
-    /// The name of the `Config` associated constant the key sets.
-    pub fn const_name(&self) -> String {
-        self.name.to_ascii_uppercase()
-    }
-}
-
-const fn int(min: u64, max: u64) -> Kind {
-    Kind::Int {
-        min,
-        max,
-        power_of_two: false,
-        unit: "",
-    }
-}
+pub use rpmalloc_keys::{Key, Kind, KEYS, NEVER};
 
 /// The key that selects the span size; it becomes `Config::SpanSize` rather than a constant.
-pub const SPAN_SIZE: &str = "span_size";
+pub const SPAN_SIZE: &str = rpmalloc_keys::SPAN_SIZE.name;
 
-/// The value `never` of a [`Kind::Millis`] key; `rpmalloc::config::DECAY_NEVER`.
-pub const NEVER: u64 = u64::MAX;
-/// Largest finite `decay_ms`; `rpmalloc::config::MAX_DECAY_MS`.
-pub const MAX_DECAY_MS: u64 = 3_600_000;
-/// Largest cache byte budget; `rpmalloc::config::MAX_CACHE_BYTES`.
-pub const MAX_CACHE_BYTES: u64 = 1 << 40;
+/// The name of the `Config` associated constant `key` sets.
+pub fn const_name(key: &Key) -> String {
+    key.name.to_ascii_uppercase()
+}
 
-/// Every key, in the order they are listed in messages and documentation.
-pub static KEYS: &[Key] = &[
-    Key {
-        name: SPAN_SIZE,
-        kind: Kind::Int {
-            min: MIN_SPAN_SIZE,
-            max: MAX_SPAN_SIZE,
-            power_of_two: true,
-            unit: " bytes",
-        },
-        default: "65536",
-    },
-    Key {
-        name: "span_map_count",
-        kind: int(1, 65_536),
-        default: "64",
-    },
-    Key {
-        name: "enable_thread_cache",
-        kind: Kind::Bool,
-        default: "true",
-    },
-    Key {
-        name: "enable_global_cache",
-        kind: Kind::Bool,
-        default: "true",
-    },
-    Key {
-        name: "enable_adaptive_thread_cache",
-        kind: Kind::Bool,
-        default: "false",
-    },
-    Key {
-        name: "enable_unlimited_cache",
-        kind: Kind::Bool,
-        default: "false",
-    },
-    Key {
-        name: "max_thread_span_cache",
-        kind: int(1, 1_000_000),
-        default: "32",
-    },
-    Key {
-        name: "max_thread_span_large_cache",
-        kind: int(1, 1_000_000),
-        default: "100",
-    },
-    Key {
-        name: "max_global_span_cache",
-        kind: int(1, 1_000_000),
-        default: "3200",
-    },
-    Key {
-        name: "global_cache_multiplier",
-        kind: int(1, 1024),
-        default: "8",
-    },
-    Key {
-        name: "max_thread_cache_bytes",
-        kind: int(0, MAX_CACHE_BYTES),
-        default: "8388608",
-    },
-    Key {
-        name: "max_global_cache_bytes",
-        kind: int(0, MAX_CACHE_BYTES),
-        default: "536870912",
-    },
-    Key {
-        name: "decay_ms",
-        kind: Kind::Millis { max: MAX_DECAY_MS },
-        default: "1000",
-    },
-    Key {
-        name: "enable_huge_pages",
-        kind: Kind::Bool,
-        default: "false",
-    },
-    Key {
-        name: "enable_statistics",
-        kind: Kind::Bool,
-        default: "false",
-    },
-];
+/// `key`'s default as it would be written in the macro input.
+pub fn default_text(key: &Key) -> String {
+    match key.kind {
+        Kind::Bool => (key.default != 0).to_string(),
+        Kind::Millis { .. } if key.default == NEVER => "never".to_string(),
+        _ => key.default.to_string(),
+    }
+}
 
 /// The key called `name`, if there is one.
 pub fn lookup(name: &str) -> Option<&'static Key> {
@@ -239,9 +110,11 @@ mod tests {
     fn table_matches_config_names() {
         assert_eq!(KEYS.len(), 15);
         assert_eq!(
-            lookup("span_map_count").unwrap().const_name(),
+            const_name(lookup("span_map_count").unwrap()),
             "SPAN_MAP_COUNT"
         );
+        assert_eq!(default_text(lookup("enable_thread_cache").unwrap()), "true");
+        assert_eq!(default_text(lookup("span_size").unwrap()), "65536");
         assert!(lookup("spn_size").is_none());
     }
 }

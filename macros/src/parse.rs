@@ -335,6 +335,35 @@ mod tests {
     use super::*;
     use quote::quote;
 
+    /// The macro refuses exactly the values the library's `const` assertion refuses
+    /// (`rpmalloc_keys::Key::accepts`, which `rpmalloc::config::check` applies): at and
+    /// around every key's limits.
+    #[test]
+    fn refuses_what_the_library_refuses() {
+        for key in keys::KEYS {
+            let candidates: Vec<u64> = match key.kind {
+                Kind::Bool => vec![0, 1],
+                Kind::Millis { max } => vec![0, 1, max - 1, max, max + 1, keys::NEVER],
+                Kind::Int { min, max, .. } => {
+                    let mut v = vec![min, min + 1, max - 1, max, max + 1, 3 * 4096];
+                    v.extend(min.checked_sub(1));
+                    v
+                }
+            };
+            for value in candidates {
+                let tokens: TokenStream = match key.kind {
+                    Kind::Bool if value == 1 => quote!(true),
+                    Kind::Bool => quote!(false),
+                    Kind::Millis { .. } if value == keys::NEVER => quote!(never),
+                    _ => proc_macro2::Literal::u64_unsuffixed(value).into_token_stream(),
+                };
+                let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+                let accepted = check_value(key, &tokens, Span::call_site()).is_ok();
+                assert_eq!(accepted, key.accepts(value), "{} = {value}", key.name);
+            }
+        }
+    }
+
     fn errors(tokens: TokenStream) -> Vec<String> {
         match parse_input(tokens) {
             Ok(input) => input
