@@ -19,4 +19,13 @@ pub unsafe trait Instance: Config {
     fn global() -> &'static Global<Self>;
     /// This configuration's per-thread slot for the calling thread.
     fn thread_state() -> *const ThreadState;
+
+    /// The calling thread's slot.
+    #[inline(always)]
+    fn slot() -> &'static ThreadState {
+        // SAFETY: per the trait's contract the slot is a thread-local of this
+        // configuration that lives as long as the calling thread; it has no destructor,
+        // so it stays valid while the thread's other destructors run.
+        unsafe { &*Self::thread_state() }
+    }
 }

@@ -28,13 +28,19 @@
 extern crate self as rpmalloc;
 
 #[cfg(not(loom))]
+mod alloc;
+#[cfg(not(loom))]
 mod api;
 #[cfg(not(loom))]
 mod bins;
 mod block;
 #[cfg(not(loom))]
 pub mod config;
+#[cfg(not(loom))]
+mod counting;
 mod deferred;
+#[cfg(not(loom))]
+mod free;
 #[cfg(not(loom))]
 mod global;
 #[cfg(not(loom))]
@@ -49,6 +55,8 @@ mod lock;
 mod os;
 #[cfg(not(loom))]
 mod params;
+#[cfg(not(loom))]
+mod realloc;
 mod remote;
 mod size_class;
 mod span;

@@ -1,0 +1,78 @@
+//! Statistics at the entry points (only with `enable_statistics`; every caller tests
+//! `C::ENABLE_STATISTICS` first, so they compile out otherwise): blocks handed out,
+//! freed and resized, counted in the calling thread's heap's counters, or the shared
+//! counters of threads without a heap.
+
+use crate::heap::Heap;
+use crate::instance::Instance;
+use crate::os::addr;
+use crate::params::Params;
+use crate::span::{Kind, Span};
+use crate::stats::{HeapCounters, Writer};
+use crate::thread_state::LIVE;
+use core::alloc::Layout;
+
+/// Runs `update` on the calling thread's statistics counters: its heap's, or the shared
+/// ones of threads without a heap.
+#[inline]
+pub(crate) fn with_counters<C: Instance>(update: impl FnOnce(&HeapCounters, Writer)) {
+    let state = C::slot();
+    if state.status.get() == LIVE {
+        // SAFETY: a live slot holds this thread's heap; only its counters are read.
+        update(
+            unsafe { Heap::<C>::from_bins(state.heap.get()) }.counters(),
+            Writer::Owner,
+        );
+    } else {
+        update(&C::global().stats.heapless, Writer::Shared);
+    }
+}
+
+/// The size class of the live block at `ptr` (allocated with `layout`), if it has one.
+///
+/// # Safety
+/// `ptr` is a live block of configuration `C` allocated with `layout`.
+#[inline]
+unsafe fn class_of_block<C: Instance>(ptr: *mut u8, layout: Layout) -> Option<usize> {
+    if layout.align() >= C::SPAN_SIZE {
+        return None;
+    }
+    let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
+    // SAFETY: per the contract the block's span header is valid.
+    unsafe { ((*span).kind == Kind::Small).then(|| (*span).class as usize) }
+}
+
+/// Counts a block handed out (statistics on).
+///
+/// # Safety
+/// `ptr` is null or a block of configuration `C` just allocated with `layout`.
+#[inline(never)]
+pub(crate) unsafe fn count_alloc<C: Instance>(ptr: *mut u8, layout: Layout) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: per the contract, a live block allocated with `layout`.
+    let class = unsafe { class_of_block::<C>(ptr, layout) };
+    with_counters::<C>(|c, w| c.allocated(layout.size(), class, w));
+}
+
+/// Counts a block about to be freed (statistics on).
+///
+/// # Safety
+/// `ptr` is a live block of configuration `C` allocated with `layout`.
+#[inline(never)]
+pub(crate) unsafe fn count_free<C: Instance>(ptr: *mut u8, layout: Layout) {
+    // SAFETY: a live block of `C` allocated with `layout` (the contract), as
+    // `class_of_block` needs.
+    let class = unsafe { class_of_block::<C>(ptr, layout) };
+    with_counters::<C>(|c, w| c.freed(layout.size(), class, w));
+}
+
+/// Counts a block resized without a copy (statistics on) and returns it.
+#[inline(always)]
+pub(crate) fn resized_in_place<C: Instance>(ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
+    if C::ENABLE_STATISTICS {
+        with_counters::<C>(|c, w| c.resized(old, new, w));
+    }
+    ptr
+}

@@ -1,0 +1,188 @@
+//! Freeing: the inline fast path (a block of a small span the calling thread owns goes on
+//! the span's free list), and the slow path: blocks of other threads' spans (the remote
+//! free: a lock-free push onto the span's remote list, and a notice to the owning heap
+//! when the push took the span's notify flag), offset-aligned blocks, large and huge
+//! blocks.
+//!
+//! The fast path reads the span header the block's address masks to, compares its owner
+//! with the thread's heap, and pushes; only when the span changes state (emptied, or no
+//! longer full) does it call the heap's state machine (`heap::small`).
+
+use crate::bins::{empty_bins, Bins};
+use crate::block::Block;
+use crate::counting::{count_free, with_counters};
+use crate::heap::Heap;
+use crate::huge;
+use crate::instance::Instance;
+use crate::os::addr;
+use crate::params::Params;
+use crate::span::{Kind, Span, State};
+use crate::thread::{drain_orphan, tick};
+use core::alloc::Layout;
+use core::sync::atomic::Ordering;
+
+/// `GlobalAlloc::dealloc` for configuration `C`.
+///
+/// # Safety
+/// As `GlobalAlloc::dealloc`.
+#[inline(always)]
+pub(crate) unsafe fn dealloc<C: Instance>(ptr: *mut u8, layout: Layout) {
+    if C::ENABLE_STATISTICS {
+        // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
+        unsafe { count_free::<C>(ptr, layout) };
+    }
+    let bins = C::slot().heap.get();
+    if layout.align() < C::SPAN_SIZE {
+        let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
+        // SAFETY: with alignment below the span size a block lies in the first span of its
+        // run, whose header is valid; `fast_owner` equals our bins only for small spans
+        // this thread owns, so the list and count are ours to update.
+        unsafe {
+            if (*span).fast_owner.load(Ordering::Relaxed) == bins.cast() {
+                // The link is written through the program's pointer (the block is still
+                // its own until `dealloc` returns), the list keeps the mapping's.
+                let block = ptr.cast::<Block>();
+                let head = (*span).free_list;
+                (*block).next = head;
+                (*span).free_list = addr::own(block);
+                let used = (*span).used - 1;
+                (*span).used = used;
+                if used != 0 && (*span).state() != State::Full {
+                    return;
+                }
+                return Heap::<C>::from_bins(bins).free_transition(span);
+            }
+        }
+    }
+    // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
+    unsafe { dealloc_slow::<C>(ptr, layout, bins) }
+}
+
+/// Frees what the inline path does not: other threads' blocks, offset-aligned blocks,
+/// large and huge blocks.
+///
+/// # Safety
+/// As `GlobalAlloc::dealloc`; `bins` is the calling thread's slot's bins.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_slow<C: Instance>(ptr: *mut u8, layout: Layout, bins: *mut Bins) {
+    if layout.align() >= C::SPAN_SIZE {
+        tick::<C>();
+        // SAFETY: such blocks are always huge.
+        return unsafe { huge::free::<C>(ptr, layout.align()) };
+    }
+    let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
+    // SAFETY: a live block's header is valid (see `dealloc`).
+    unsafe {
+        match (*span).kind {
+            Kind::Small => {
+                let block = block_start(span, ptr);
+                if (*span).heap == bins.cast() {
+                    Heap::<C>::from_bins(bins).free_small(span, block);
+                } else {
+                    free_remote::<C>(span, block.cast());
+                }
+            }
+            Kind::Large => {
+                // Back to the thread cache of the heap that allocated it; from any other
+                // thread, to the global cache (`Heap::release_foreign_run`), where that
+                // heap and every other find it. Not kept in this thread's cache: a
+                // pipeline's consumer kept the producers' runs in a cache it never
+                // allocates from (gigabytes mapped for a hand-off). Nor sent back to the
+                // allocating heap, as rpmalloc defers them: with several producers, each
+                // got only its own runs back, at its next miss, and mapped meanwhile
+                // (`handoff-mixed`, 4:1: peak RSS +50 %).
+                if C::ENABLE_STATISTICS {
+                    let bytes = (*span).span_count as usize * C::SPAN_SIZE;
+                    with_counters::<C>(|c, w| c.in_use(bytes.wrapping_neg(), w));
+                }
+                if (*span).heap == bins.cast() {
+                    Heap::<C>::from_bins(bins).release_spans(span);
+                } else {
+                    // The freeing thread may allocate nothing itself (that consumer): its
+                    // frees tick.
+                    tick::<C>();
+                    if bins != empty_bins() {
+                        Heap::<C>::from_bins(bins).release_foreign_run(span);
+                    } else {
+                        C::global().release_run(span);
+                    }
+                }
+            }
+            Kind::Huge => {
+                tick::<C>();
+                huge::free::<C>(ptr, layout.align());
+            }
+        }
+    }
+}
+
+/// The start of the block holding `ptr` in a small span (`ptr` itself unless the span's
+/// blocks were handed out at an offset; then with the mapping's provenance).
+///
+/// # Safety
+/// `span` is the small span holding `ptr`.
+#[inline]
+pub(crate) unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
+    // SAFETY: `span` is the live small span holding `ptr` (the contract): its header is
+    // valid to read.
+    unsafe {
+        if !(*span).aligned_blocks.load(Ordering::Relaxed) {
+            return ptr;
+        }
+        let data = Span::data(span).addr();
+        let size = (*span).block_size as usize;
+        addr::with_addr(ptr, data + (ptr.addr() - data) / size * size)
+    }
+}
+
+/// Frees a block of another heap's span onto the span's lock-free remote list. If that
+/// took the span's notify flag, sends the span to its heap as a notice; and if the heap
+/// has no thread (orphaned), settles the heap's notices on its behalf under the orphan
+/// lock, so memory of exited threads still goes back.
+///
+/// # Safety
+/// `block` is the start of an allocated block of the small span `span`.
+unsafe fn free_remote<C: Instance>(span: *mut Span, block: *mut Block) {
+    // SAFETY: the span is live while its block is out; read the owner before the push
+    // (after it the owner may take the block and release the span).
+    let heap = unsafe { (*span).heap };
+    let global = C::global();
+    // SAFETY: per the contract; only the span's atomic word is shared. A push that may
+    // take the flag first enters a notice window, which `fork` waits for (and leaves it
+    // at once if it did not take the flag after all).
+    let took_flag = unsafe {
+        (*span).remote.push_entering(
+            span.cast(),
+            block,
+            || global.enter_notice_window(),
+            || global.leave_notice_window(),
+        )
+    };
+    if !took_flag {
+        return;
+    }
+    // We took the notify flag: the owner keeps the span until this notice arrives. The
+    // push acquired the owner's arming (a release), so its reads of the notice link from
+    // the span's previous notice come before our write.
+    // SAFETY: the span's owner id is its heap's record address with the record's
+    // provenance, and records are never unmapped. Only the shared part is reached: the
+    // owner may be mutating the rest.
+    let shared = unsafe { Heap::<C>::shared_of(heap) };
+    let (notices, orphaned) = (&shared.notices, &shared.orphaned);
+    // SAFETY: the span's notice link is ours to write until the push publishes it. Taken
+    // without a reference, so the pointer keeps the span's provenance: the owner masks it
+    // back to the span header (Stacked Borrows rejected a pointer from `get()`, confined
+    // to the link's 8 bytes).
+    unsafe {
+        notices.push(core::cell::UnsafeCell::raw_get(
+            &raw const (*span).notice_link,
+        ))
+    };
+    global.leave_notice_window();
+    // SeqCst pairs with `Heap::orphan`: either we see the flag, or its take sees our push.
+    if orphaned.load(Ordering::SeqCst) {
+        // SAFETY: the span's owner id, read above.
+        unsafe { drain_orphan::<C>(heap) };
+    }
+}
