@@ -7,7 +7,7 @@
 //! hand-written configuration with a bad span size fails to type-check as well.
 //!
 //! Every key's limits and default are defined once, in the `rpmalloc-keys` crate, which
-//! the macro reads too: the defaults below come from it, and [`values`] lists a
+//! the macro reads too: the defaults below come from it, and `values` lists a
 //! configuration's settings in its order for the `const` assertion every configuration
 //! passes before it is used (`Params::VALID`), so the library refuses exactly what the
 //! macro refuses.

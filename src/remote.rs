@@ -96,7 +96,7 @@ impl RemoteList {
         unsafe { self.push_entering(base, block, || {}, || {}) }
     }
 
-    /// [`RemoteList::push`], calling `enter` once before the first exchange that could
+    /// A push (`push`, a test-only wrapper), calling `enter` once before the first exchange that could
     /// take the notify flag (one from a word with the flag set), and `leave` if it called
     /// `enter` but the push then did not take the flag: a caller that must not be caught
     /// between taking the flag and delivering the notice (by `fork`) marks itself there,
@@ -139,7 +139,7 @@ impl RemoteList {
     /// free into an armed span: rare).
     ///
     /// # Safety
-    /// As [`RemoteList::push`]; `index` is the block's offset field.
+    /// As [`RemoteList::push_entering`]; `index` is the block's offset field.
     #[cold]
     #[inline(never)]
     unsafe fn push_notifying(
