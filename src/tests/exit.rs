@@ -1,0 +1,176 @@
+//! Thread exit: blocks passed between exiting threads leave only heap records mapped, and
+//! blocks allocated after a thread's heap was retired go back too.
+
+use super::*;
+
+// Used by one test only (see `span_counting_config!`).
+span_counting_config!(RemoteChurn, typenum::U16384);
+
+#[test]
+fn blocks_passed_between_exiting_threads_leave_only_heap_records_mapped() {
+    use std::sync::{Arc, Mutex};
+    const SIZES: [usize; 7] = [16, 48, 128, 496, 1000, 2048, 5000];
+    let layout = |k: u64| Layout::from_size_align(SIZES[k as usize % SIZES.len()], 16).unwrap();
+    let before = api::statistics::<RemoteChurn>().unwrap();
+    // Blocks anyone may free, with the seed their first byte holds.
+    let pool: Arc<Mutex<Vec<(usize, u64)>>> = Arc::new(Mutex::new(Vec::new()));
+    // Under Miri, fewer waves and operations: the same churn, smaller.
+    let (waves, ops) = if cfg!(miri) {
+        (4u64, 150)
+    } else {
+        (40u64, 3000)
+    };
+    for wave in 0..waves {
+        let threads: Vec<_> = (0..6u64)
+            .map(|t| {
+                let pool = Arc::clone(&pool);
+                std::thread::spawn(move || {
+                    let mut x = (wave * 6 + t + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let mut next = move || {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x
+                    };
+                    let mut mine: Vec<(usize, u64)> = Vec::new();
+                    for _ in 0..ops {
+                        let r = next();
+                        let k = r >> 8;
+                        match r % 5 {
+                            0 | 1 => {
+                                // SAFETY: valid layout; the block holds at least one byte.
+                                let p = unsafe { api::alloc::<RemoteChurn>(layout(k)) };
+                                assert!(!p.is_null());
+                                unsafe { *p = k as u8 };
+                                mine.push((p as usize, k));
+                            }
+                            2 => {
+                                if let Some(b) = mine.pop() {
+                                    pool.lock().unwrap().push(b);
+                                }
+                            }
+                            3 => {
+                                let taken = {
+                                    let mut pool = pool.lock().unwrap();
+                                    let n = pool.len();
+                                    (n > 0).then(|| pool.swap_remove(k as usize % n))
+                                };
+                                if let Some((p, k)) = taken {
+                                    // SAFETY: a live block of this layout, freed once.
+                                    unsafe {
+                                        assert_eq!(*(p as *mut u8), k as u8);
+                                        api::dealloc::<RemoteChurn>(p as *mut u8, layout(k));
+                                    }
+                                }
+                            }
+                            _ => {
+                                if !mine.is_empty() {
+                                    let (p, k) = mine.swap_remove(k as usize % mine.len());
+                                    // SAFETY: our live block, freed once.
+                                    unsafe { api::dealloc::<RemoteChurn>(p as *mut u8, layout(k)) };
+                                }
+                            }
+                        }
+                    }
+                    // The rest outlives this thread.
+                    pool.lock().unwrap().extend(mine);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+    // A thread that never allocates frees what is left: remote frees only.
+    let rest = core::mem::take(&mut *pool.lock().unwrap());
+    std::thread::spawn(move || {
+        for (p, k) in rest {
+            // SAFETY: live blocks of these layouts, freed once.
+            unsafe {
+                assert_eq!(*(p as *mut u8), k as u8);
+                api::dealloc::<RemoteChurn>(p as *mut u8, layout(k));
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    let after = api::statistics::<RemoteChurn>().unwrap();
+    let extra = mapped_beyond_heap_records::<RemoteChurn>(&before, &after);
+    assert_eq!(
+        extra,
+        0,
+        "{} heap records and {} spans mapped",
+        after.heaps - before.heaps,
+        extra / RemoteChurn::SPAN_SIZE
+    );
+}
+
+// Used by one test only (see `span_counting_config!`).
+span_counting_config!(LateAlloc, typenum::U65536);
+
+/// Whether the thread's heap was already retired when the late destructor ran, and the
+/// blocks it allocated, as addresses (`None` if it panicked).
+static LATE_BLOCKS: std::sync::Mutex<Option<(bool, Vec<usize>)>> = std::sync::Mutex::new(None);
+
+/// A pthread key destructor that runs after `LateAlloc`'s own thread-exit key retired the
+/// thread's heap, so its allocations are served by an orphaned heap.
+unsafe extern "C" fn allocate_after_exit(_: *mut libc::c_void) {
+    // SAFETY: the configuration's thread slot, valid for the whole thread.
+    let retired = unsafe { (*LateAlloc::thread_state()).status.get() } == crate::thread_state::DEAD;
+    // A panic must not unwind out of an `extern "C"` function.
+    let blocks = std::panic::catch_unwind(|| filled_blocks::<LateAlloc>(64 * 3 + 10)).ok();
+    *LATE_BLOCKS.lock().unwrap_or_else(|e| e.into_inner()) = blocks.map(|b| (retired, b));
+}
+
+#[test]
+fn blocks_allocated_after_thread_exit_go_back_when_other_threads_free_them() {
+    let before = api::statistics::<LateAlloc>().unwrap();
+    std::thread::spawn(|| {
+        // The first heap of the configuration creates its thread-exit key, so ours comes
+        // later and (glibc runs keys in order) its destructor runs after the retirement.
+        let layout = Layout::from_size_align(16, 16).unwrap();
+        // SAFETY: valid layout; freed once.
+        unsafe { api::dealloc::<LateAlloc>(api::alloc::<LateAlloc>(layout), layout) };
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: a valid out pointer and destructor; a non-null value makes it run.
+        unsafe {
+            assert_eq!(
+                libc::pthread_key_create(&mut key, Some(allocate_after_exit)),
+                0
+            );
+            assert_eq!(
+                libc::pthread_setspecific(key, core::ptr::dangling::<libc::c_void>()),
+                0
+            );
+        }
+    })
+    .join()
+    .unwrap();
+    let (retired, blocks) = LATE_BLOCKS
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the late destructor ran and did not panic");
+    // (glibc runs key destructors in key order; a key freed meanwhile by a concurrent test
+    // could give ours a lower slot.)
+    assert!(
+        retired,
+        "the late destructor ran before the heap was retired"
+    );
+    let held = api::statistics::<LateAlloc>().unwrap().mapped;
+    assert!(
+        held >= before.mapped + 3 * LateAlloc::SPAN_SIZE,
+        "held {held}"
+    );
+    // Another thread frees them all: every span must go back, as for blocks allocated
+    // before the exit.
+    free_on_other_thread::<LateAlloc>(blocks);
+    let after = api::statistics::<LateAlloc>().unwrap();
+    let extra = mapped_beyond_heap_records::<LateAlloc>(&before, &after);
+    assert_eq!(
+        extra,
+        0,
+        "{} spans still mapped",
+        extra / LateAlloc::SPAN_SIZE
+    );
+}
