@@ -15,7 +15,7 @@ use crate::instance::Instance;
 use crate::os;
 use crate::os::addr;
 use crate::params::Params;
-use crate::span::{Span, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
+use crate::span::{SmallSpan, Span, LARGE_CLASS_COUNT, SPAN_HEADER_SIZE};
 use crate::thread::init_thread;
 use crate::thread::tick;
 use crate::thread_state::{DEAD, LIVE};
@@ -67,15 +67,15 @@ unsafe fn alloc_uncounted<C: Instance>(layout: Layout) -> *mut u8 {
             // thread's tick count says the clock is due (decay sweeps, see `global.rs`).
             let span = (*bin).span;
             if !span.is_null() {
-                let list = (*span).free_list;
+                let list = SmallSpan(span).free_list();
                 // Fields reached through the slot's pointer (the record's provenance), no
                 // reference to the owner part: the bin is written through `bin` below.
                 if !list.is_null()
                     && Heap::<C>::shared_of(bins.cast()).notices.is_empty_relaxed()
                     && Heap::<C>::ticks_of(bins).quiet_tick()
                 {
-                    (*span).free_list = ptr::null_mut();
-                    (*span).used = (*span).limit;
+                    SmallSpan(span).set_free_list(ptr::null_mut());
+                    SmallSpan(span).set_used(SmallSpan(span).limit());
                     (*bin).free = (*list).next;
                     return list.cast();
                 }
@@ -222,8 +222,10 @@ fn alloc_small_aligned<C: Instance>(
         let span = addr::mask::<_, Span>(block, C::SPAN_MASK);
         // SAFETY: the block's span is a small span of this heap.
         unsafe {
-            (*span).aligned_blocks.store(true, Ordering::Relaxed);
-            (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
+            SmallSpan(span)
+                .aligned_blocks()
+                .store(true, Ordering::Relaxed);
+            Span::fast_owner(span).store(ptr::null_mut(), Ordering::Relaxed);
         }
     }
     Some(p)

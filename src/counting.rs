@@ -7,7 +7,7 @@ use crate::heap::Heap;
 use crate::instance::Instance;
 use crate::os::addr;
 use crate::params::Params;
-use crate::span::{Kind, Span};
+use crate::span::{Kind, SmallSpan, Span};
 use crate::stats::{HeapCounters, Writer};
 use crate::thread_state::LIVE;
 use core::alloc::Layout;
@@ -39,7 +39,7 @@ unsafe fn class_of_block<C: Instance>(ptr: *mut u8, layout: Layout) -> Option<us
     }
     let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
     // SAFETY: per the contract the block's span header is valid.
-    unsafe { ((*span).kind == Kind::Small).then(|| (*span).class as usize) }
+    unsafe { (Span::kind(span) == Kind::Small).then(|| SmallSpan(span).class() as usize) }
 }
 
 /// Counts a block handed out (statistics on).

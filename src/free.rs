@@ -16,7 +16,7 @@ use crate::huge;
 use crate::instance::Instance;
 use crate::os::addr;
 use crate::params::Params;
-use crate::span::{Kind, Span, State};
+use crate::span::{Kind, Run, SmallSpan, Span, State};
 use crate::thread::{drain_orphan, tick};
 use core::alloc::Layout;
 use core::sync::atomic::Ordering;
@@ -38,16 +38,16 @@ pub(crate) unsafe fn dealloc<C: Instance>(ptr: *mut u8, layout: Layout) {
         // run, whose header is valid; `fast_owner` equals our bins only for small spans
         // this thread owns, so the list and count are ours to update.
         unsafe {
-            if (*span).fast_owner.load(Ordering::Relaxed) == bins.cast() {
+            if Span::fast_owner(span).load(Ordering::Relaxed) == bins.cast() {
                 // The link is written through the program's pointer (the block is still
                 // its own until `dealloc` returns), the list keeps the mapping's.
                 let block = ptr.cast::<Block>();
-                let head = (*span).free_list;
+                let head = SmallSpan(span).free_list();
                 (*block).next = head;
-                (*span).free_list = addr::own(block);
-                let used = (*span).used - 1;
-                (*span).used = used;
-                if used != 0 && (*span).state() != State::Full {
+                SmallSpan(span).set_free_list(addr::own(block));
+                let used = SmallSpan(span).used() - 1;
+                SmallSpan(span).set_used(used);
+                if used != 0 && SmallSpan(span).state() != State::Full {
                     return;
                 }
                 return Heap::<C>::from_bins(bins).free_transition(span);
@@ -74,10 +74,10 @@ unsafe fn dealloc_slow<C: Instance>(ptr: *mut u8, layout: Layout, bins: *mut Bin
     let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
     // SAFETY: a live block's header is valid (see `dealloc`).
     unsafe {
-        match (*span).kind {
+        match Span::kind(span) {
             Kind::Small => {
                 let block = block_start(span, ptr);
-                if (*span).heap == bins.cast() {
+                if SmallSpan(span).heap() == bins.cast() {
                     Heap::<C>::from_bins(bins).free_small(span, block);
                 } else {
                     free_remote::<C>(span, block.cast());
@@ -93,10 +93,10 @@ unsafe fn dealloc_slow<C: Instance>(ptr: *mut u8, layout: Layout, bins: *mut Bin
                 // got only its own runs back, at its next miss, and mapped meanwhile
                 // (`handoff-mixed`, 4:1: peak RSS +50 %).
                 if C::ENABLE_STATISTICS {
-                    let bytes = (*span).span_count as usize * C::SPAN_SIZE;
+                    let bytes = Run(span).span_count() as usize * C::SPAN_SIZE;
                     with_counters::<C>(|c, w| c.in_use(bytes.wrapping_neg(), w));
                 }
-                if (*span).heap == bins.cast() {
+                if Run(span).heap() == bins.cast() {
                     Heap::<C>::from_bins(bins).release_spans(span);
                 } else {
                     // The freeing thread may allocate nothing itself (that consumer): its
@@ -127,11 +127,11 @@ pub(crate) unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
     // SAFETY: `span` is the live small span holding `ptr` (the contract): its header is
     // valid to read.
     unsafe {
-        if !(*span).aligned_blocks.load(Ordering::Relaxed) {
+        if !SmallSpan(span).aligned_blocks().load(Ordering::Relaxed) {
             return ptr;
         }
         let data = Span::data(span).addr();
-        let size = (*span).block_size as usize;
+        let size = SmallSpan(span).block_size() as usize;
         addr::with_addr(ptr, data + (ptr.addr() - data) / size * size)
     }
 }
@@ -146,13 +146,13 @@ pub(crate) unsafe fn block_start(span: *mut Span, ptr: *mut u8) -> *mut u8 {
 unsafe fn free_remote<C: Instance>(span: *mut Span, block: *mut Block) {
     // SAFETY: the span is live while its block is out; read the owner before the push
     // (after it the owner may take the block and release the span).
-    let heap = unsafe { (*span).heap };
+    let heap = unsafe { SmallSpan(span).heap() };
     let global = C::global();
     // SAFETY: per the contract; only the span's atomic word is shared. A push that may
     // take the flag first enters a notice window, which `fork` waits for (and leaves it
     // at once if it did not take the flag after all).
     let took_flag = unsafe {
-        (*span).remote.push_entering(
+        SmallSpan(span).remote().push_entering(
             span.cast(),
             block,
             || global.enter_notice_window(),
@@ -170,15 +170,10 @@ unsafe fn free_remote<C: Instance>(span: *mut Span, block: *mut Block) {
     // owner may be mutating the rest.
     let shared = unsafe { Heap::<C>::shared_of(heap) };
     let (notices, orphaned) = (&shared.notices, &shared.orphaned);
-    // SAFETY: the span's notice link is ours to write until the push publishes it. Taken
-    // without a reference, so the pointer keeps the span's provenance: the owner masks it
-    // back to the span header (Stacked Borrows rejected a pointer from `get()`, confined
-    // to the link's 8 bytes).
-    unsafe {
-        notices.push(core::cell::UnsafeCell::raw_get(
-            &raw const (*span).notice_link,
-        ))
-    };
+    // SAFETY: the span's notice link is ours to write until the push publishes it; the
+    // link pointer keeps the span's provenance, so the owner can mask it back to the
+    // header (`SmallSpan::notice_link`).
+    unsafe { notices.push(SmallSpan(span).notice_link()) };
     global.leave_notice_window();
     // SeqCst pairs with `Heap::orphan`: either we see the flag, or its take sees our push.
     if orphaned.load(Ordering::SeqCst) {

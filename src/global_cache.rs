@@ -15,7 +15,7 @@
 //! header — a cache miss — per span while other threads spun.)
 
 use crate::lock::SpinLock;
-use crate::span::{Span, LARGE_CLASS_COUNT};
+use crate::span::{Batch, Run, Span, LARGE_CLASS_COUNT};
 use crate::thread_cache::Batches;
 use core::ptr;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -191,10 +191,10 @@ impl GlobalCache {
             let mut bottom = ready;
             // SAFETY: batch heads of this cache, linked by `prev`.
             unsafe {
-                while !(*bottom).prev.is_null() {
-                    bottom = (*bottom).prev;
+                while !Batch(bottom).prev().is_null() {
+                    bottom = Batch(bottom).prev();
                 }
-                (*bottom).prev = aging;
+                Batch(bottom).set_prev(aging);
             }
             cut.top = ready;
         }
@@ -275,20 +275,20 @@ impl Stamped {
         let top = self.batches.top;
         // SAFETY: per the contract; batch heads are valid free run headers.
         unsafe {
-            if merge && !top.is_null() && (*top).cached_at == epoch {
+            if merge && !top.is_null() && Batch(top).cached_at() == epoch {
                 let mut tail = chain;
-                while !(*tail).next.is_null() {
-                    tail = (*tail).next;
+                while !Run(tail).next().is_null() {
+                    tail = Run(tail).next();
                 }
-                (*tail).next = top;
-                (*chain).prev = (*top).prev;
-                (*chain).block_count = (*top).block_count + n as u32;
-                (*chain).cached_at = epoch;
+                Run(tail).set_next(top);
+                Batch(chain).set_prev(Batch(top).prev());
+                Batch(chain).set_block_count(Batch(top).block_count() + n as u32);
+                Batch(chain).set_cached_at(epoch);
                 self.batches.top = chain;
                 self.batches.spans += n;
                 return;
             }
-            (*chain).cached_at = epoch;
+            Batch(chain).set_cached_at(epoch);
             self.batches.push_batch(chain, n);
         }
         if top.is_null() {
@@ -317,7 +317,7 @@ impl Stamped {
         self.oldest = if bottom.is_null() {
             u64::MAX
         } else {
-            unsafe { (*bottom).cached_at }
+            unsafe { Batch(bottom).cached_at() }
         };
         (cut, before - self.batches.spans)
     }
@@ -335,10 +335,10 @@ unsafe fn split_chain(chain: *mut Span, n: usize) -> *mut Span {
     unsafe {
         let mut last = chain;
         for _ in 1..n {
-            last = (*last).next;
+            last = Run(last).next();
         }
-        let rest = (*last).next;
-        (*last).next = ptr::null_mut();
+        let rest = Run(last).next();
+        Run(last).set_next(ptr::null_mut());
         rest
     }
 }
@@ -370,8 +370,8 @@ impl CacheBatches {
         // SAFETY: `head` is a valid run header no list holds (the contract), so its links
         // are ours to write.
         unsafe {
-            (*head).prev = self.top;
-            (*head).block_count = n as u32;
+            Batch(head).set_prev(self.top);
+            Batch(head).set_block_count(n as u32);
         }
         self.top = head;
         self.spans += n;
@@ -386,17 +386,17 @@ impl CacheBatches {
         }
         // SAFETY: batch heads and their chains are valid free run headers.
         unsafe {
-            let n = (*head).block_count as usize;
-            self.top = (*head).prev;
+            let n = Batch(head).block_count() as usize;
+            self.top = Batch(head).prev();
             if n <= max {
                 self.spans -= n;
                 return (head, n);
             }
             // Split: keep the remainder as a batch, as old as the whole was.
             let rest = split_chain(head, max);
-            (*rest).prev = self.top;
-            (*rest).block_count = (n - max) as u32;
-            (*rest).cached_at = (*head).cached_at;
+            Batch(rest).set_prev(self.top);
+            Batch(rest).set_block_count((n - max) as u32);
+            Batch(rest).set_cached_at(Batch(head).cached_at());
             self.top = rest;
             self.spans -= max;
             (head, max)
@@ -412,9 +412,9 @@ impl CacheBatches {
         let mut batch = self.top;
         // SAFETY: batch heads and their chains are valid free run headers.
         unsafe {
-            while !batch.is_null() && (*batch).cached_at > cutoff {
+            while !batch.is_null() && Batch(batch).cached_at() > cutoff {
                 newer = batch;
-                batch = (*batch).prev;
+                batch = Batch(batch).prev();
             }
             if batch.is_null() {
                 return (batch, newer);
@@ -422,12 +422,12 @@ impl CacheBatches {
             if newer.is_null() {
                 self.top = ptr::null_mut();
             } else {
-                (*newer).prev = ptr::null_mut();
+                Batch(newer).set_prev(ptr::null_mut());
             }
             let mut old = batch;
             while !old.is_null() {
-                self.spans -= (*old).block_count as usize;
-                old = (*old).prev;
+                self.spans -= Batch(old).block_count() as usize;
+                old = Batch(old).prev();
             }
         }
         (batch, newer)
@@ -449,10 +449,10 @@ mod tests {
     fn chain(runs: &[*mut Span]) -> *mut Span {
         for w in runs.windows(2) {
             // SAFETY: headers owned by the test.
-            unsafe { (*w[0]).next = w[1] };
+            unsafe { Run(w[0]).set_next(w[1]) };
         }
         // SAFETY: as above.
-        unsafe { (*runs[runs.len() - 1]).next = ptr::null_mut() };
+        unsafe { Run(runs[runs.len() - 1]).set_next(ptr::null_mut()) };
         runs[0]
     }
 
@@ -473,8 +473,8 @@ mod tests {
         assert_eq!(aging.oldest, 10);
         // SAFETY: batch heads are the test's headers.
         unsafe {
-            assert_eq!((*p[4]).block_count, 3, "the period-20 inserts joined");
-            assert_eq!((*p[4]).prev, p[0]);
+            assert_eq!(Batch(p[4]).block_count(), 3, "the period-20 inserts joined");
+            assert_eq!(Batch(p[4]).prev(), p[0]);
         }
         assert_eq!(aging.cut(9), (ptr::null_mut(), 0), "nothing is that old");
         let (cut, n) = aging.cut(20);
@@ -484,12 +484,12 @@ mod tests {
             "the newest expired batch, then older ones by `prev`"
         );
         // SAFETY: as above.
-        unsafe { assert_eq!((*cut).prev, p[0]) };
+        unsafe { assert_eq!(Batch(cut).prev(), p[0]) };
         assert_eq!((aging.batches.spans, aging.oldest), (3, 30));
         // A partial pop keeps the remainder as a batch as old as the whole.
         assert_eq!(aging.pop(1), (p[5], 1));
         // SAFETY: as above.
-        assert_eq!(unsafe { (*p[6]).cached_at }, 30);
+        assert_eq!(unsafe { Batch(p[6]).cached_at() }, 30);
         assert_eq!(aging.pop(64), (p[6], 2));
         assert_eq!((aging.batches.spans, aging.oldest), (0, u64::MAX));
         assert_eq!(aging.cut(u64::MAX), (ptr::null_mut(), 0));

@@ -10,7 +10,7 @@ use crate::instance::Instance;
 use crate::os;
 use crate::os::addr;
 use crate::params::Params;
-use crate::span::{Kind, Span, SPAN_HEADER_SIZE};
+use crate::span::{HugeHeader, Kind, Span, SPAN_HEADER_SIZE};
 use core::ptr;
 
 /// Maps a huge block of `size` bytes aligned to `align`. Null when the OS refuses.
@@ -38,10 +38,10 @@ pub(crate) fn alloc<C: Instance>(size: usize, align: usize) -> *mut u8 {
     let span = base.cast::<Span>();
     // SAFETY: fresh zeroed mapping; the header fits its first page.
     unsafe {
-        (*span).kind = Kind::Huge;
-        (*span).map_size = len;
-        (*span).map_head = mapping.head;
-        (*span).map_tail = mapping.tail;
+        Span::set_kind(span, Kind::Huge);
+        HugeHeader(span).set_map_size(len);
+        HugeHeader(span).set_map_head(mapping.head);
+        HugeHeader(span).set_map_tail(mapping.tail);
         base.add(offset)
     }
 }
@@ -66,8 +66,8 @@ pub(crate) unsafe fn free<C: Instance>(ptr: *mut u8, align: usize) {
     // SAFETY: per the contract the header is valid; the mapping runs from `map_head`
     // bytes before it to `map_tail` bytes after `map_size`.
     unsafe {
-        let head = (*span).map_head;
-        let len = head + (*span).map_size + (*span).map_tail;
+        let head = HugeHeader(span).map_head();
+        let len = head + HugeHeader(span).map_size() + HugeHeader(span).map_tail();
         C::global().unmap_huge(span.cast::<u8>().sub(head), len);
     }
 }
@@ -88,7 +88,7 @@ pub(crate) unsafe fn realloc<C: Instance>(ptr: *mut u8, new_size: usize) -> *mut
         return ptr::null_mut();
     };
     // SAFETY: per the contract the header is valid.
-    let old_len = unsafe { (*span).map_size };
+    let old_len = unsafe { HugeHeader(span).map_size() };
     if new_len <= old_len && new_len >= old_len / 2 {
         return ptr;
     }
@@ -111,7 +111,7 @@ pub(crate) unsafe fn realloc<C: Instance>(ptr: *mut u8, new_size: usize) -> *mut
     });
     // SAFETY: the header moved with the mapping.
     unsafe {
-        (*moved.cast::<Span>()).map_size = new_len;
+        HugeHeader(moved.cast::<Span>()).set_map_size(new_len);
         moved.add(offset)
     }
 }
@@ -125,16 +125,16 @@ unsafe fn trim_slack<C: Instance>(span: *mut Span) {
     // SAFETY: per the contract a valid header, whose `map_head`/`map_tail` bytes around
     // the block are still mapped (zeroed below once unmapped), ours and unused.
     unsafe {
-        let head = (*span).map_head;
-        let tail = (*span).map_tail;
+        let head = HugeHeader(span).map_head();
+        let tail = HugeHeader(span).map_tail();
         if head > 0 {
             os::unmap(span.cast::<u8>().sub(head), head);
         }
         if tail > 0 {
-            os::unmap(span.cast::<u8>().add((*span).map_size), tail);
+            os::unmap(span.cast::<u8>().add(HugeHeader(span).map_size()), tail);
         }
-        (*span).map_head = 0;
-        (*span).map_tail = 0;
+        HugeHeader(span).set_map_head(0);
+        HugeHeader(span).set_map_tail(0);
         C::global().count(|s| {
             s.unmapped(head + tail);
             s.huge((head + tail).wrapping_neg());

@@ -13,7 +13,7 @@ use crate::instance::Instance;
 use crate::os::addr;
 use crate::params::Params;
 use crate::size_class::{REALLOC_GRANULARITY, SMALL_SIZE_LIMIT};
-use crate::span::{Kind, Span, LARGE_CLASS_COUNT};
+use crate::span::{Kind, Run, SmallSpan, Span, LARGE_CLASS_COUNT};
 use core::alloc::Layout;
 use core::ptr;
 
@@ -36,13 +36,14 @@ pub(crate) unsafe fn realloc<C: Instance>(
         let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
         // SAFETY: a live block with alignment below the span size: valid header.
         unsafe {
-            usable = match (*span).kind {
+            usable = match Span::kind(span) {
                 Kind::Small => {
-                    block_start(span, ptr) as usize + (*span).block_size as usize - ptr as usize
+                    block_start(span, ptr) as usize + SmallSpan(span).block_size() as usize
+                        - ptr as usize
                 }
                 Kind::Large => {
-                    let usable =
-                        span as usize + (*span).span_count as usize * C::SPAN_SIZE - ptr as usize;
+                    let usable = span as usize + Run(span).span_count() as usize * C::SPAN_SIZE
+                        - ptr as usize;
                     if new_size > usable && grow_large_in_place::<C>(span, ptr, new_size) {
                         return resized_in_place::<C>(ptr, layout.size(), new_size);
                     }

@@ -62,85 +62,316 @@ impl State {
 }
 
 /// The span header. Fields the free fast path reads come first.
+///
+/// The fields are private: the rest of the crate reaches them through the view of the
+/// role the span plays ([`SmallSpan`], [`Run`], [`Master`], [`Batch`], [`HugeHeader`]),
+/// so a field is read only in the role it has a meaning in (the global cache's batch
+/// length lives in `block_count`, which means something else in a small span). The
+/// views are `Copy` wrappers of the header pointer whose accessors inline to the same
+/// loads and stores as a field access.
 #[repr(C)]
 pub(crate) struct Span {
     /// The owning heap's bins when every free of this span may take the fast path (a small
     /// span without offset-aligned blocks); null otherwise.
     /// Atomic (relaxed) because other threads read it while the owner may clear it.
-    pub fast_owner: AtomicPtr<u8>,
+    fast_owner: AtomicPtr<u8>,
     /// Free blocks of this span (small spans).
-    pub free_list: *mut Block,
+    free_list: *mut Block,
     /// Blocks other threads freed, not yet taken by the owner.
-    pub remote: RemoteList,
+    remote: RemoteList,
     /// Carved blocks not on `free_list`: with users, in the bin, or remotely freed and not
     /// yet taken.
-    pub used: u32,
+    used: u32,
     /// Blocks this span holds.
-    pub block_count: u32,
+    block_count: u32,
     /// Blocks carved so far; blocks at and after `limit` were never handed out.
-    pub limit: u32,
+    limit: u32,
     /// Bytes per block.
-    pub block_size: u32,
+    block_size: u32,
     /// Size class (small spans).
-    pub class: u8,
+    class: u8,
     /// What the span holds.
-    pub kind: Kind,
+    kind: Kind,
     /// Where it sits in its heap (small spans), a [`State`]. Written by the heap's user;
     /// atomic because a decay sweep reads it for the spans it takes from a heap's notices
     /// (`Heap::sweep_notices`), whose other fields it then reaches through the acquire of
     /// their remote-free word.
-    pub state: AtomicU8,
+    state: AtomicU8,
     /// The owner armed `remote` (set its notify flag) and has not yet received the notice:
     /// the flag is still set, or a remote freer took it and is delivering the span to the
     /// heap. Owner-only.
-    pub armed: bool,
+    armed: bool,
     /// Some block was handed out at an offset inside it for alignment, so frees must round
     /// down to the block start.
     /// Atomic (relaxed) for the same reason as `fast_owner`.
-    pub aligned_blocks: AtomicBool,
+    aligned_blocks: AtomicBool,
     /// The owning heap (small spans), type-erased `*mut Heap<C>`.
-    pub heap: *mut u8,
+    heap: *mut u8,
     /// Links in a partial list or a span cache.
-    pub prev: *mut Span,
+    prev: *mut Span,
     /// Links in a partial list or a span cache.
-    pub next: *mut Span,
+    next: *mut Span,
     /// Link in the owning heap's notice list (see [`RemoteList`]). In an `UnsafeCell`:
     /// the freer that takes the notify flag writes it while the owner may hold a `&Span`
     /// (`Span::state`), and a shared reference asserts that every byte outside an
     /// `UnsafeCell` is unchanging (Miri reported the retag and the write as a data race).
-    pub notice_link: core::cell::UnsafeCell<Block>,
+    notice_link: core::cell::UnsafeCell<Block>,
     /// Spans in this run.
-    pub span_count: u32,
+    span_count: u32,
     /// Distance in spans to the master of the mapping.
-    pub offset_from_master: u32,
+    offset_from_master: u32,
     /// Spans in the whole mapping (master only).
-    pub total_spans: u32,
+    total_spans: u32,
     /// Spans of the mapping not yet released (master only).
-    pub remaining_spans: AtomicU32,
+    remaining_spans: AtomicU32,
     /// Huge blocks: bytes mapped, starting at the header.
-    pub map_size: usize,
+    map_size: usize,
     /// Huge blocks: alignment slack mapped before the header (unmapped with the block).
-    pub map_head: usize,
+    map_head: usize,
     /// Huge blocks: alignment slack mapped after `map_size`.
-    pub map_tail: usize,
+    map_tail: usize,
     /// Free runs in a cache: the decay sweep period (`Decay::epoch`) in which the run came
     /// into its thread cache, or its batch (stamped in the head) into the global cache.
-    pub cached_at: u64,
+    cached_at: u64,
+}
+
+/// Declares a role view of a span header and its plain accessors (a getter and, where
+/// named, a setter per field).
+macro_rules! view {
+    (
+        $(#[$view_meta:meta])*
+        $view:ident {
+            $( $(#[$field_meta:meta])* $field:ident $(/ $setter:ident)? : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$view_meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+        #[repr(transparent)]
+        pub(crate) struct $view(pub(crate) *mut Span);
+
+        // A view offers every field of its role, used or not.
+        #[allow(dead_code)]
+        impl $view {
+            $(
+                $(#[$field_meta])*
+                ///
+                /// # Safety
+                #[doc = concat!("The view's header is live and in the role of a [`", stringify!($view), "`], and the caller may read the field (see the view's doc).")]
+                #[inline(always)]
+                pub(crate) unsafe fn $field(self) -> $ty {
+                    // SAFETY: a live header (the contract).
+                    unsafe { (*self.0).$field }
+                }
+                $(
+                    #[doc = concat!("Sets [`", stringify!($view), "::", stringify!($field), "`].")]
+                    ///
+                    /// # Safety
+                    #[doc = concat!("The view's header is live and in the role of a [`", stringify!($view), "`], and the caller may write the field (see the view's doc).")]
+                    #[inline(always)]
+                    pub(crate) unsafe fn $setter(self, value: $ty) {
+                        // SAFETY: a live header (the contract).
+                        unsafe { (*self.0).$field = value }
+                    }
+                )?
+            )*
+        }
+    };
+}
+
+view! {
+    /// A small span: blocks of one size class, owned by one heap. Owner-only fields (all
+    /// plain ones but `block_size`, `class` and `heap`, which are fixed while the span is
+    /// small and read by any thread holding one of its blocks) are touched only by the
+    /// heap's user; `fast_owner`, `aligned_blocks`, `remote` and `state` are atomic for the
+    /// threads that read them, and the notice link is written by the remote freer that
+    /// took the notify flag.
+    SmallSpan {
+        /// Free blocks of this span (not in the bin).
+        free_list / set_free_list: *mut Block,
+        /// Carved blocks not on the free list: with users, in the bin, or remotely freed
+        /// and not yet taken.
+        used / set_used: u32,
+        /// Blocks this span holds.
+        block_count / set_block_count: u32,
+        /// Blocks carved so far; blocks at and after it were never handed out.
+        limit / set_limit: u32,
+        /// Bytes per block.
+        block_size / set_block_size: u32,
+        /// Size class.
+        class / set_class: u8,
+        /// The owner armed the remote list and has not yet received the notice.
+        armed / set_armed: bool,
+        /// The owning heap (its record's address, with the record's provenance).
+        heap / set_heap: *mut u8,
+    }
+}
+
+impl SmallSpan {
+    /// Whether some block was handed out at an offset (frees round down).
+    ///
+    /// # Safety
+    /// The view's header is live and a small span's.
+    #[inline(always)]
+    pub(crate) unsafe fn aligned_blocks<'a>(self) -> &'a AtomicBool {
+        // SAFETY: a live header (the contract); the field is atomic.
+        unsafe { &(*self.0).aligned_blocks }
+    }
+
+    /// The remote-free word.
+    ///
+    /// # Safety
+    /// The view's header is live and a small span's.
+    #[inline(always)]
+    pub(crate) unsafe fn remote<'a>(self) -> &'a RemoteList {
+        // SAFETY: a live header (the contract); the list is atomic.
+        unsafe { &(*self.0).remote }
+    }
+
+    /// The span's state word (a [`State`]), for the orderings [`SmallSpan::state`] does
+    /// not give.
+    ///
+    /// # Safety
+    /// The view's header is live and a small span's.
+    #[inline(always)]
+    pub(crate) unsafe fn state_word<'a>(self) -> &'a AtomicU8 {
+        // SAFETY: a live header (the contract); the field is atomic.
+        unsafe { &(*self.0).state }
+    }
+
+    /// Where the span sits in its heap (read by the heap's user).
+    ///
+    /// # Safety
+    /// The view's header is live and a small span's.
+    #[inline(always)]
+    pub(crate) unsafe fn state(self) -> State {
+        // SAFETY: a live header (the contract).
+        State::from_u8(unsafe { self.state_word() }.load(Ordering::Relaxed))
+    }
+
+    /// Moves the span to `state` (the heap's user).
+    ///
+    /// # Safety
+    /// The view's header is live and a small span's; the caller is its heap's user.
+    #[inline(always)]
+    pub(crate) unsafe fn set_state(self, state: State) {
+        // SAFETY: a live header (the contract).
+        unsafe { self.state_word() }.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// The span's link in its heap's notice list, with the span's provenance (the owner
+    /// masks it back to the header).
+    ///
+    /// # Safety
+    /// The view's header is live and a small span's.
+    #[inline(always)]
+    pub(crate) unsafe fn notice_link(self) -> *mut Block {
+        // SAFETY: a live header (the contract). Taken without a reference, so the
+        // pointer keeps the span's provenance (a pointer from `get()` on a reference
+        // would be confined to the link's 8 bytes under Stacked Borrows).
+        unsafe { core::cell::UnsafeCell::raw_get(&raw const (*self.0).notice_link) }
+    }
+}
+
+view! {
+    /// A run of spans: free (in a cache, the reserve or a chain being released) or
+    /// holding one large block. Touched by whoever holds the run: its cache's lock holder,
+    /// the heap whose reserve it is, or the thread freeing its block.
+    Run {
+        /// Spans in this run.
+        span_count / set_span_count: u32,
+        /// Distance in spans to the master of the mapping.
+        offset_from_master / set_offset_from_master: u32,
+        /// The heap that allocated its large block (its record's address).
+        heap / set_heap: *mut u8,
+        /// Link in a span cache or a chain of runs.
+        next / set_next: *mut Span,
+        /// The decay sweep period in which the run came into its thread cache.
+        cached_at / set_cached_at: u64,
+    }
+}
+
+view! {
+    /// The master of a mapping (its first span), which counts the spans of the mapping
+    /// not yet released and unmaps the mapping when the count drops to zero.
+    Master {
+        /// Spans in the whole mapping.
+        total_spans / set_total_spans: u32,
+    }
+}
+
+impl Master {
+    /// Spans of the mapping not yet released.
+    ///
+    /// # Safety
+    /// The view's header is live and a master's.
+    #[inline(always)]
+    pub(crate) unsafe fn remaining_spans<'a>(self) -> &'a AtomicU32 {
+        // SAFETY: a live header (the contract); the count is atomic.
+        unsafe { &(*self.0).remaining_spans }
+    }
+}
+
+view! {
+    /// The head of a batch of cached runs (a chain linked by [`Run::next`]) in the global
+    /// cache or a list of batches to release; touched under the cache's lock, or by the
+    /// thread that cut the batch out.
+    Batch {
+        /// The next older batch.
+        prev / set_prev: *mut Span,
+        /// Runs in the batch (kept in `block_count`, which a free run does not use).
+        block_count / set_block_count: u32,
+        /// The sweep period in which the batch came into the cache.
+        cached_at / set_cached_at: u64,
+    }
+}
+
+view! {
+    /// The header of a huge block: a direct mapping holding one block, touched by the
+    /// thread that allocates or frees the block.
+    HugeHeader {
+        /// Bytes mapped, starting at the header.
+        map_size / set_map_size: usize,
+        /// Alignment slack mapped before the header (unmapped with the block).
+        map_head / set_map_head: usize,
+        /// Alignment slack mapped after `map_size`.
+        map_tail / set_map_tail: usize,
+    }
 }
 
 const _: () = assert!(core::mem::size_of::<Span>() <= SPAN_HEADER_SIZE);
 
 impl Span {
-    /// Where the span sits in its heap (the heap's user reads it; see `state`).
+    /// What the span holds (any role: every header has it).
+    ///
+    /// # Safety
+    /// `span` is a live span header.
     #[inline(always)]
-    pub(crate) fn state(&self) -> State {
-        State::from_u8(self.state.load(Ordering::Relaxed))
+    pub(crate) unsafe fn kind(span: *mut Span) -> Kind {
+        // SAFETY: a live header (the contract).
+        unsafe { (*span).kind }
     }
 
-    /// Moves the span to `state` (the heap's user).
+    /// The owning heap's bins when every free of this span may take the fast path (a
+    /// small span without offset-aligned blocks), else null: the free fast path reads it
+    /// before it knows the span's kind, so every header has it (any role).
+    ///
+    /// # Safety
+    /// `span` is a live span header.
     #[inline(always)]
-    pub(crate) fn set_state(&self, state: State) {
-        self.state.store(state as u8, Ordering::Relaxed);
+    pub(crate) unsafe fn fast_owner<'a>(span: *mut Span) -> &'a AtomicPtr<u8> {
+        // SAFETY: a live header (the contract); the field is atomic.
+        unsafe { &(*span).fast_owner }
+    }
+
+    /// Gives the span the role of `kind`.
+    ///
+    /// # Safety
+    /// `span` is a live span header its caller is turning into a span of that kind, which
+    /// no other thread reads meanwhile.
+    #[inline(always)]
+    pub(crate) unsafe fn set_kind(span: *mut Span, kind: Kind) {
+        // SAFETY: per the contract.
+        unsafe { (*span).kind = kind }
     }
 
     /// First block of a small span / data of a large span.

@@ -21,7 +21,7 @@
 use crate::deferred::DeferredList;
 use crate::lock::SpinLock;
 use crate::size_class::MAX_CLASS_COUNT;
-use crate::span::{Span, SpanStack, LARGE_CLASS_COUNT};
+use crate::span::{Batch, Run, Span, SpanStack, LARGE_CLASS_COUNT};
 use crate::stats::HeapCounters;
 use core::ptr;
 use core::sync::atomic::AtomicBool;
@@ -125,7 +125,7 @@ impl Batches {
     unsafe fn add(&mut self, chain: *mut Span) {
         if !chain.is_null() {
             // SAFETY: per the contract, a valid head.
-            unsafe { (*chain).prev = self.top };
+            unsafe { Batch(chain).set_prev(self.top) };
             self.top = chain;
         }
     }
@@ -221,7 +221,7 @@ impl ThreadCache {
         // SAFETY: `span` is a free run header no list holds (the contract): its stamp is
         // ours to write and it meets `SpanStack::push`'s contract.
         unsafe {
-            (*span).cached_at = epoch;
+            Run(span).set_cached_at(epoch);
             stack.push(span);
         }
         self.held |= 1 << (count - 1);
@@ -246,8 +246,8 @@ impl ThreadCache {
             // SAFETY: every run of the chain is a free run header no list holds (the
             // contract).
             unsafe {
-                (*run).cached_at = epoch;
-                run = (*run).next;
+                Run(run).set_cached_at(epoch);
+                run = Run(run).next();
             }
         }
         if n == 0 {
@@ -322,7 +322,7 @@ impl ThreadCache {
         epoch: u64,
     ) -> *mut Span {
         // SAFETY: `span` is a free single span no list holds (the contract).
-        unsafe { (*span).cached_at = epoch };
+        unsafe { Run(span).set_cached_at(epoch) };
         let older = core::mem::replace(&mut self.spares[class], span);
         self.spare_count += usize::from(older.is_null());
         older
@@ -350,12 +350,12 @@ impl ThreadCache {
         }
         for spare in &mut self.spares {
             // SAFETY: spares are free single spans this cache owns.
-            if !spare.is_null() && unsafe { (**spare).cached_at } <= cutoff {
+            if !spare.is_null() && unsafe { Run(*spare).cached_at() } <= cutoff {
                 let span = core::mem::replace(spare, ptr::null_mut());
                 self.spare_count -= 1;
                 // SAFETY: a free span, now in no list: a chain of one.
                 unsafe {
-                    (*span).next = ptr::null_mut();
+                    Run(span).set_next(ptr::null_mut());
                     cut.add(span);
                 }
             }
@@ -389,9 +389,9 @@ mod tests {
             unsafe {
                 while !run.is_null() {
                     n += 1;
-                    run = (*run).next;
+                    run = Run(run).next();
                 }
-                batch = (*batch).prev;
+                batch = Batch(batch).prev();
             }
         }
         n

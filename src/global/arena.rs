@@ -7,10 +7,10 @@ use crate::config::Config;
 use crate::global_cache::Limits;
 use crate::os;
 use crate::params::Params;
-use crate::span::{Span, SPAN_HEADER_SIZE};
+use crate::span::{Batch, Master, Run, Span, SPAN_HEADER_SIZE};
 use crate::thread_cache::Batches;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 
 impl<C: Config> Global<C> {
     /// Maps `count` fresh spans as one mapping whose first span is the master.
@@ -33,10 +33,12 @@ impl<C: Config> Global<C> {
         // SAFETY: fresh zeroed mapping, large enough for a header; only the mapping fields
         // are written (zero is a valid value for all others).
         unsafe {
-            (*span).span_count = count as u32;
-            (*span).offset_from_master = 0;
-            (*span).total_spans = count as u32;
-            (*span).remaining_spans = AtomicU32::new(count as u32);
+            Run(span).set_span_count(count as u32);
+            Run(span).set_offset_from_master(0);
+            Master(span).set_total_spans(count as u32);
+            Master(span)
+                .remaining_spans()
+                .store(count as u32, Ordering::Relaxed);
         }
         span
     }
@@ -50,7 +52,7 @@ impl<C: Config> Global<C> {
         // SAFETY: per the contract the header is valid; the master outlives all its runs
         // because it is unmapped only by the last of them.
         unsafe {
-            let count = (*span).span_count;
+            let count = Run(span).span_count();
             let master = Span::master(span, C::SPAN_SIZE);
             let len = count as usize * C::SPAN_SIZE;
             // Release the pages first: once the count below drops, another thread may
@@ -64,8 +66,12 @@ impl<C: Config> Global<C> {
             } else {
                 os::decommit(span.cast(), len);
             }
-            if (*master).remaining_spans.fetch_sub(count, Ordering::AcqRel) == count {
-                let total = (*master).total_spans as usize * C::SPAN_SIZE;
+            if Master(master)
+                .remaining_spans()
+                .fetch_sub(count, Ordering::AcqRel)
+                == count
+            {
+                let total = Master(master).total_spans() as usize * C::SPAN_SIZE;
                 let total = total.next_multiple_of(os::page_size());
                 os::unmap(master.cast(), total);
                 // The mapping's other runs, released before, leave with it.
@@ -119,8 +125,8 @@ impl<C: Config> Global<C> {
     pub(crate) unsafe fn release_run(&self, span: *mut Span) {
         // SAFETY: per the contract: a chain of one.
         unsafe {
-            (*span).next = ptr::null_mut();
-            self.release_chain((*span).span_count as usize, span, 1);
+            Run(span).set_next(ptr::null_mut());
+            self.release_chain(Run(span).span_count() as usize, span, 1);
         }
     }
 
@@ -193,7 +199,7 @@ impl<C: Config> Global<C> {
         while !batch.is_null() {
             // SAFETY: per the contract; read the link before unmapping.
             unsafe {
-                let older = (*batch).prev;
+                let older = Batch(batch).prev();
                 self.unmap_chain(batch);
                 batch = older;
             }
@@ -208,7 +214,7 @@ impl<C: Config> Global<C> {
         while !span.is_null() {
             // SAFETY: per the contract; read the link before unmapping.
             unsafe {
-                let next = (*span).next;
+                let next = Run(span).next();
                 self.unmap_run(span);
                 span = next;
             }

@@ -6,7 +6,7 @@ use crate::bins::Bin;
 use crate::instance::Instance;
 use crate::params::Params;
 use crate::size_class::MAX_CLASS_COUNT;
-use crate::span::{Span, SpanDList, State, LARGE_CLASS_COUNT};
+use crate::span::{Run, SmallSpan, Span, SpanDList, State, LARGE_CLASS_COUNT};
 use core::ptr;
 use core::sync::atomic::Ordering;
 
@@ -32,16 +32,18 @@ impl<C: Instance> Heap<C> {
                     tail = (*tail).next;
                     count += 1;
                 }
-                (*tail).next = (*span).free_list;
-                (*span).free_list = free;
-                (*span).used -= count;
+                (*tail).next = SmallSpan(span).free_list();
+                SmallSpan(span).set_free_list(free);
+                SmallSpan(span).set_used(SmallSpan(span).used() - count);
             }
-            if !(*span).free_list.is_null() || (*span).limit < (*span).block_count {
-                (*span).set_state(State::Partial);
+            if !SmallSpan(span).free_list().is_null()
+                || SmallSpan(span).limit() < SmallSpan(span).block_count()
+            {
+                SmallSpan(span).set_state(State::Partial);
                 SpanDList::push(&mut self.partial[class], span);
                 span
             } else {
-                (*span).set_state(State::Full);
+                SmallSpan(span).set_state(State::Full);
                 self.settle(span);
                 ptr::null_mut()
             }
@@ -89,7 +91,7 @@ impl<C: Instance> Heap<C> {
                 // SAFETY: partial spans of this heap; `next` is read before `settle` may
                 // unlink the span.
                 unsafe {
-                    let next = (*span).next;
+                    let next = Run(span).next();
                     owner.settle(span);
                     span = next;
                 }

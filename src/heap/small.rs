@@ -34,7 +34,7 @@ use crate::block::Block;
 use crate::instance::Instance;
 use crate::os::addr;
 use crate::params::Params;
-use crate::span::{Kind, Span, SpanDList, State};
+use crate::span::{Kind, Run, SmallSpan, Span, SpanDList, State};
 use crate::thread_cache::HeapShared;
 use core::ptr;
 use core::sync::atomic::Ordering;
@@ -77,20 +77,20 @@ impl<C: Instance> Heap<C> {
                     return free.cast();
                 }
                 if !span.is_null() {
-                    if !(*span).free_list.is_null() {
+                    if !SmallSpan(span).free_list().is_null() {
                         // The span's free blocks move to the bin: every carved block is out.
-                        self.bins.bin[class].free = (*span).free_list;
-                        (*span).free_list = ptr::null_mut();
-                        (*span).used = (*span).limit;
+                        self.bins.bin[class].free = SmallSpan(span).free_list();
+                        SmallSpan(span).set_free_list(ptr::null_mut());
+                        SmallSpan(span).set_used(SmallSpan(span).limit());
                         continue;
                     }
-                    if (*span).remote.has_blocks() {
+                    if SmallSpan(span).remote().has_blocks() {
                         Self::take_remote(span);
                         continue;
                     }
-                    if (*span).limit < (*span).block_count {
+                    if SmallSpan(span).limit() < SmallSpan(span).block_count() {
                         let partial = self.partial[class];
-                        if partial.is_null() || (*partial).free_list.is_null() {
+                        if partial.is_null() || SmallSpan(partial).free_list().is_null() {
                             self.bins.bin[class].free = Self::carve(span);
                             continue;
                         }
@@ -102,10 +102,10 @@ impl<C: Instance> Heap<C> {
                         // `acquire_spans` just filed a partial one) and the partial span
                         // with free blocks becomes active below.
                         SpanDList::remove(&mut self.partial[class], partial);
-                        (*span).set_state(State::Partial);
+                        SmallSpan(span).set_state(State::Partial);
                         SpanDList::push(&mut self.partial[class], span);
                         self.settle(span);
-                        (*partial).set_state(State::Active);
+                        SmallSpan(partial).set_state(State::Active);
                         self.bins.bin[class].span = partial;
                         continue;
                     }
@@ -114,13 +114,13 @@ impl<C: Instance> Heap<C> {
                     if !Self::arm(span) {
                         continue;
                     }
-                    (*span).set_state(State::Full);
+                    SmallSpan(span).set_state(State::Full);
                     self.bins.bin[class].span = ptr::null_mut();
                 }
                 let partial = self.partial[class];
                 if !partial.is_null() {
                     SpanDList::remove(&mut self.partial[class], partial);
-                    (*partial).set_state(State::Active);
+                    SmallSpan(partial).set_state(State::Active);
                     self.bins.bin[class].span = partial;
                     continue;
                 }
@@ -151,7 +151,7 @@ impl<C: Instance> Heap<C> {
     pub(super) unsafe fn init_small(&mut self, span: *mut Span, class: usize) {
         // SAFETY: per the contract, a free run's header.
         debug_assert_eq!(
-            unsafe { (*span).span_count },
+            unsafe { Run(span).span_count() },
             1,
             "a class's span is one span"
         );
@@ -160,21 +160,23 @@ impl<C: Instance> Heap<C> {
         // SAFETY: per the contract, a free run of one span, now this heap's; the mapping
         // fields (span_count, offsets, master counters) are left alone.
         unsafe {
-            (*span).fast_owner.store(id, Ordering::Relaxed);
-            (*span).free_list = ptr::null_mut();
+            Span::fast_owner(span).store(id, Ordering::Relaxed);
+            SmallSpan(span).set_free_list(ptr::null_mut());
             // Released spans had no blocks out, so no remote list and no flag.
-            debug_assert!((*span).remote.is_clear());
-            (*span).remote.reset();
-            (*span).armed = false;
-            (*span).used = 0;
-            (*span).block_count = C::CLASSES.block_count[class];
-            (*span).limit = 0;
-            (*span).block_size = C::CLASSES.block_size[class];
-            (*span).class = class as u8;
-            (*span).kind = Kind::Small;
-            (*span).set_state(State::Active);
-            (*span).aligned_blocks.store(false, Ordering::Relaxed);
-            (*span).heap = id;
+            debug_assert!(SmallSpan(span).remote().is_clear());
+            SmallSpan(span).remote().reset();
+            SmallSpan(span).set_armed(false);
+            SmallSpan(span).set_used(0);
+            SmallSpan(span).set_block_count(C::CLASSES.block_count[class]);
+            SmallSpan(span).set_limit(0);
+            SmallSpan(span).set_block_size(C::CLASSES.block_size[class]);
+            SmallSpan(span).set_class(class as u8);
+            Span::set_kind(span, Kind::Small);
+            SmallSpan(span).set_state(State::Active);
+            SmallSpan(span)
+                .aligned_blocks()
+                .store(false, Ordering::Relaxed);
+            SmallSpan(span).set_heap(id);
         }
     }
 
@@ -186,9 +188,9 @@ impl<C: Instance> Heap<C> {
     pub(super) unsafe fn carve(span: *mut Span) -> *mut Block {
         // SAFETY: blocks [limit, limit + n) lie inside the span and are unused.
         unsafe {
-            let size = (*span).block_size as usize;
-            let first = (*span).limit as usize;
-            let remaining = (*span).block_count as usize - first;
+            let size = SmallSpan(span).block_size() as usize;
+            let first = SmallSpan(span).limit() as usize;
+            let remaining = SmallSpan(span).block_count() as usize - first;
             let base = Span::data(span).add(first * size);
             // Blocks under half a page: up to the end of the page the first one starts in
             // (at least two, so one block going out and back never empties the list and
@@ -208,8 +210,8 @@ impl<C: Instance> Heap<C> {
                 (*block).next = base.add((i + 1) * size).cast();
             }
             (*base.add((n - 1) * size).cast::<Block>()).next = ptr::null_mut();
-            (*span).limit += n as u32;
-            (*span).used += n as u32;
+            SmallSpan(span).set_limit(SmallSpan(span).limit() + n as u32);
+            SmallSpan(span).set_used(SmallSpan(span).used() + n as u32);
             base.cast()
         }
     }
@@ -225,13 +227,13 @@ impl<C: Instance> Heap<C> {
         // contract): its first word and the span's list and count are ours.
         unsafe {
             let block = block.cast::<Block>();
-            let head = (*span).free_list;
+            let head = SmallSpan(span).free_list();
             // Written through the freer's pointer, listed with the mapping's provenance
             // (see `addr.rs`).
             (*block).next = head;
-            (*span).free_list = addr::own(block);
-            (*span).used -= 1;
-            if (*span).used == 0 || (*span).state() == State::Full {
+            SmallSpan(span).set_free_list(addr::own(block));
+            SmallSpan(span).set_used(SmallSpan(span).used() - 1);
+            if SmallSpan(span).used() == 0 || SmallSpan(span).state() == State::Full {
                 self.free_transition(span);
             }
         }
@@ -246,17 +248,17 @@ impl<C: Instance> Heap<C> {
     pub(crate) unsafe fn free_transition(&mut self, span: *mut Span) {
         // SAFETY: per the contract; list membership follows `state`.
         unsafe {
-            let class = (*span).class as usize;
-            if (*span).used == 0 {
-                match (*span).state() {
+            let class = SmallSpan(span).class() as usize;
+            if SmallSpan(span).used() == 0 {
+                match SmallSpan(span).state() {
                     // Kept for the class's next refill.
                     State::Active => return,
                     State::Partial => SpanDList::remove(&mut self.partial[class], span),
                     _ => {}
                 }
                 self.release_small(span);
-            } else if (*span).state() == State::Full {
-                (*span).set_state(State::Partial);
+            } else if SmallSpan(span).state() == State::Full {
+                SmallSpan(span).set_state(State::Partial);
                 SpanDList::push(&mut self.partial[class], span);
             }
         }
@@ -272,16 +274,16 @@ impl<C: Instance> Heap<C> {
         // SAFETY: per the contract; the taken blocks are free blocks of the span, and the
         // tail is one of them.
         unsafe {
-            let taken = (*span).remote.take(span.cast());
+            let taken = SmallSpan(span).remote().take(span.cast());
             if taken.count == 0 {
                 return false;
             }
-            if !(*span).free_list.is_null() {
+            if !SmallSpan(span).free_list().is_null() {
                 // The chain's tail links to null: only a non-empty list needs splicing.
-                (*taken.tail).next = (*span).free_list;
+                (*taken.tail).next = SmallSpan(span).free_list();
             }
-            (*span).free_list = taken.head;
-            (*span).used -= taken.count;
+            SmallSpan(span).set_free_list(taken.head);
+            SmallSpan(span).set_used(SmallSpan(span).used() - taken.count);
         }
         true
     }
@@ -295,11 +297,11 @@ impl<C: Instance> Heap<C> {
     pub(super) unsafe fn arm(span: *mut Span) -> bool {
         // SAFETY: per the contract; `armed` is owner-only.
         unsafe {
-            if (*span).armed {
+            if SmallSpan(span).armed() {
                 return true;
             }
-            let armed = (*span).remote.arm();
-            (*span).armed = armed;
+            let armed = SmallSpan(span).remote().arm();
+            SmallSpan(span).set_armed(armed);
             armed
         }
     }
@@ -313,16 +315,16 @@ impl<C: Instance> Heap<C> {
     pub(super) unsafe fn release_small(&mut self, span: *mut Span) {
         // SAFETY: per the contract; `armed` is owner-only.
         unsafe {
-            if (*span).armed {
-                if !(*span).remote.disarm() {
+            if SmallSpan(span).armed() {
+                if !SmallSpan(span).remote().disarm() {
                     // Release: a sweep that takes its notice reads the span (see
                     // `sweep_notices`).
-                    (*span)
-                        .state
+                    SmallSpan(span)
+                        .state_word()
                         .store(State::Releasing as u8, Ordering::Release);
                     return;
                 }
-                (*span).armed = false;
+                SmallSpan(span).set_armed(false);
             }
             let run = Self::retire_empty(self.shared(), span);
             if !run.is_null() {
@@ -343,16 +345,16 @@ impl<C: Instance> Heap<C> {
         Self::count_in_use(shared, C::SPAN_SIZE.wrapping_neg());
         // SAFETY: per the contract the span is ours to rewrite.
         unsafe {
-            (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
+            Span::fast_owner(span).store(ptr::null_mut(), Ordering::Relaxed);
             // A span its class never carved whole keeps its untouched pages only if the
             // same class takes it next (rpbench realloc and std2, 8 threads: threads of a
             // later round otherwise got their small-class spans whole-touched from the
             // caches; peak RSS -3 to -4.5 %).
             if C::THREAD_CACHE
-                && (*span).limit < (*span).block_count
+                && SmallSpan(span).limit() < SmallSpan(span).block_count()
                 && !shared.orphaned.load(Ordering::Relaxed)
             {
-                let class = (*span).class as usize;
+                let class = SmallSpan(span).class() as usize;
                 let epoch = C::global().epoch();
                 return shared.cache.lock().put_spare(class, span, epoch);
             }
@@ -374,7 +376,7 @@ impl<C: Instance> Heap<C> {
             unsafe {
                 let next = (*link).next;
                 let span = addr::mask::<_, Span>(link, C::SPAN_MASK);
-                (*span).armed = false;
+                SmallSpan(span).set_armed(false);
                 self.settle(span);
                 link = next;
             }
@@ -413,22 +415,24 @@ impl<C: Instance> Heap<C> {
                 let span = addr::mask::<_, Span>(link, C::SPAN_MASK);
                 // Acquire: the owner stores `Releasing` with release after its last write
                 // to the span; for a full span, the acquire is the remote word's.
-                let state = State::from_u8((*span).state.load(Ordering::Acquire));
+                let state = State::from_u8(SmallSpan(span).state_word().load(Ordering::Acquire));
                 let idle = match state {
                     State::Releasing => true,
                     // Every local free of a full span makes it partial at once, so a full
                     // span has all its blocks out, and they are all back once the remote
                     // list holds as many.
-                    State::Full => (*span).remote.pending_acquire() == (*span).block_count,
+                    State::Full => {
+                        SmallSpan(span).remote().pending_acquire() == SmallSpan(span).block_count()
+                    }
                     State::Partial | State::Active => false,
                 };
                 if idle {
                     // Its notice is taken: nothing is on the way any more.
-                    (*span).armed = false;
+                    SmallSpan(span).set_armed(false);
                     if state == State::Full {
                         Self::take_remote(span);
                     }
-                    debug_assert_eq!((*span).used, 0);
+                    debug_assert_eq!(SmallSpan(span).used(), 0);
                     let run = Self::retire_empty(shared, span);
                     if !run.is_null() {
                         // Into the idle heap's cache, where decay finds it. Not counted
@@ -457,9 +461,9 @@ impl<C: Instance> Heap<C> {
     pub(super) unsafe fn settle(&mut self, span: *mut Span) {
         // SAFETY: per the contract; list membership follows `state`.
         unsafe {
-            let class = (*span).class as usize;
+            let class = SmallSpan(span).class() as usize;
             loop {
-                match (*span).state() {
+                match SmallSpan(span).state() {
                     State::Active => return,
                     State::Releasing => {
                         // Emptied while its notice was on the way (no block is out).
@@ -473,28 +477,28 @@ impl<C: Instance> Heap<C> {
                             }
                             continue;
                         }
-                        if (*span).used == 0 {
+                        if SmallSpan(span).used() == 0 {
                             self.release_small(span);
                             return;
                         }
-                        (*span).set_state(State::Partial);
+                        SmallSpan(span).set_state(State::Partial);
                         SpanDList::push(&mut self.partial[class], span);
                     }
                     State::Partial => {
-                        let used = (*span).used;
-                        if (*span).armed {
+                        let used = SmallSpan(span).used();
+                        if SmallSpan(span).armed() {
                             // Already watched: the free of its last block sends a notice,
                             // unless that free came already.
-                            if (*span).remote.pending() != used {
+                            if SmallSpan(span).remote().pending() != used {
                                 return;
                             }
-                        } else if (*span).remote.watch(used) {
-                            (*span).armed = true;
+                        } else if SmallSpan(span).remote().watch(used) {
+                            SmallSpan(span).set_armed(true);
                             return;
                         }
                         // Every block it handed out is waiting: no free will come.
                         Self::take_remote(span);
-                        debug_assert_eq!((*span).used, 0);
+                        debug_assert_eq!(SmallSpan(span).used(), 0);
                         SpanDList::remove(&mut self.partial[class], span);
                         self.release_small(span);
                         return;

@@ -6,7 +6,7 @@ use super::Heap;
 use crate::instance::Instance;
 use crate::os::addr;
 use crate::params::Params;
-use crate::span::{Kind, Span, SPAN_HEADER_SIZE};
+use crate::span::{Kind, Run, Span, SPAN_HEADER_SIZE};
 use crate::thread_cache::HeapShared;
 use core::ptr;
 use core::sync::atomic::Ordering;
@@ -61,8 +61,8 @@ impl<C: Instance> Heap<C> {
                 // SAFETY: a chain of `n` free runs of `count` spans just taken from the
                 // global cache; its head is returned, the rest cached.
                 unsafe {
-                    let rest = (*chain).next;
-                    (*chain).next = ptr::null_mut();
+                    let rest = Run(chain).next();
+                    Run(chain).set_next(ptr::null_mut());
                     let epoch = global.epoch();
                     self.shared()
                         .cache
@@ -144,9 +144,9 @@ impl<C: Instance> Heap<C> {
         // SAFETY: a cached free run of more than `count` spans, now ours.
         unsafe {
             // A single span is always cut: a size class's span is one span.
-            if count == 1 || (*span).span_count as usize > 2 * count {
+            if count == 1 || Run(span).span_count() as usize > 2 * count {
                 let rest = Span::split(span, count, C::SPAN_SIZE);
-                let rest_count = (*rest).span_count as usize;
+                let rest_count = Run(rest).span_count() as usize;
                 self.cache_run(rest, rest_count);
             }
         }
@@ -165,7 +165,7 @@ impl<C: Instance> Heap<C> {
             self.release_reserve();
             // SAFETY: span heads a fresh mapping of map_count spans.
             unsafe {
-                (*span).span_count = count as u32;
+                Run(span).set_span_count(count as u32);
                 self.reserve = span.cast::<u8>().add(count * C::SPAN_SIZE).cast();
             }
             self.reserve_count = map_count - count;
@@ -180,9 +180,10 @@ impl<C: Instance> Heap<C> {
         let span = self.reserve;
         // SAFETY: the reserve is an unused, mapped tail of the reserve master's mapping.
         unsafe {
-            (*span).span_count = count as u32;
-            (*span).offset_from_master =
-                ((span as usize - self.reserve_master as usize) / C::SPAN_SIZE) as u32;
+            Run(span).set_span_count(count as u32);
+            Run(span).set_offset_from_master(
+                ((span as usize - self.reserve_master as usize) / C::SPAN_SIZE) as u32,
+            );
             self.reserve_count -= count;
             self.reserve = if self.reserve_count == 0 {
                 ptr::null_mut()
@@ -202,7 +203,7 @@ impl<C: Instance> Heap<C> {
     pub(crate) unsafe fn extend_run(&mut self, span: *mut Span, count: usize) -> bool {
         // SAFETY: per the contract the header is valid.
         unsafe {
-            let have = (*span).span_count as usize;
+            let have = Run(span).span_count() as usize;
             let extra = count - have;
             let follows = span.cast::<u8>().add(have * C::SPAN_SIZE).cast::<Span>();
             if self.reserve_count < extra
@@ -215,7 +216,7 @@ impl<C: Instance> Heap<C> {
             // run, which gives them back together when it is released.
             self.take_reserve(extra);
             Self::count_in_use(self.shared(), extra * C::SPAN_SIZE);
-            (*span).span_count = count as u32;
+            Run(span).set_span_count(count as u32);
         }
         true
     }
@@ -240,7 +241,7 @@ impl<C: Instance> Heap<C> {
     #[inline]
     pub(crate) unsafe fn release_spans(&mut self, span: *mut Span) {
         // SAFETY: per the contract, a valid free run header.
-        let count = unsafe { (*span).span_count } as usize;
+        let count = unsafe { Run(span).span_count() } as usize;
         if C::ENABLE_ADAPTIVE_THREAD_CACHE {
             let used = &mut self.span_in_use[count - 1];
             *used = used.saturating_sub(1);
@@ -279,7 +280,7 @@ impl<C: Instance> Heap<C> {
     pub(crate) unsafe fn release_foreign_run(&mut self, span: *mut Span) {
         // SAFETY: per the contract, a valid free run header that no list holds.
         unsafe {
-            let count = (*span).span_count as usize;
+            let count = Run(span).span_count() as usize;
             if count == 1 {
                 Self::cache_run_within(self.shared(), span, count, C::transfer_batch(count));
             } else {
@@ -366,10 +367,13 @@ impl<C: Instance> Heap<C> {
         // takes the run back) or not (then the global cache does, where the allocating
         // thread and every other find it).
         unsafe {
-            (*span).fast_owner.store(ptr::null_mut(), Ordering::Relaxed);
-            (*span).kind = Kind::Large;
-            (*span).heap = id;
-            Self::count_in_use(self.shared(), (*span).span_count as usize * C::SPAN_SIZE);
+            Span::fast_owner(span).store(ptr::null_mut(), Ordering::Relaxed);
+            Span::set_kind(span, Kind::Large);
+            Run(span).set_heap(id);
+            Self::count_in_use(
+                self.shared(),
+                Run(span).span_count() as usize * C::SPAN_SIZE,
+            );
         }
         let data = Span::data(span);
         (
