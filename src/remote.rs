@@ -21,6 +21,9 @@
 //!
 //! Under `--cfg loom` the atomics are `loom`'s and the tests at the end model-check the
 //! list and the flag hand-off.
+//!
+//! Over half of this file is its unit tests and `loom` models (the protocol is the
+//! allocator's subtlest; its models sit beside it).
 
 use crate::block::Block;
 use crate::sync::{AtomicU64, Ordering};
