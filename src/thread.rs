@@ -1,4 +1,7 @@
-//! Thread setup on first allocation, and thread exit.
+//! A thread's life with one configuration: setup on first allocation, exit (its heap
+//! orphaned for the next thread), the fork hooks, the count of its allocator events
+//! towards the next clock read, and the drain of an orphaned heap's notices by the
+//! threads that free into it.
 //!
 //! The per-thread slot ([`ThreadState`], `thread_state.rs`) is a `thread_local!` of each
 //! `define_rpmalloc!` expansion. (The `thread_local` crate cannot serve here: it allocates
