@@ -58,10 +58,19 @@ impl<T> SpinLock<T> {
     /// Takes the lock if it is free; `None` (at once) if another thread holds it.
     #[inline]
     pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
-        self.locked
+        // The guard only once the exchange succeeded: a guard built and dropped on
+        // failure (as `bool::then_some` would, which evaluates its argument first) would
+        // release the lock another thread holds — found by Miri as two threads in one
+        // thread cache at once.
+        if self
+            .locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
-            .then_some(SpinGuard { lock: self })
+        {
+            Some(SpinGuard { lock: self })
+        } else {
+            None
+        }
     }
 
     #[cold]
@@ -161,6 +170,52 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(*lock.lock(), 4 * rounds);
+    }
+
+    /// A failed `try_lock` leaves the lock with its holder: it was once built as
+    /// `is_ok().then_some(guard)`, whose guard, dropped on failure, released the lock.
+    #[test]
+    fn failed_try_lock_keeps_the_lock_held() {
+        let lock = SpinLock::new(0u32);
+        let held = lock.lock();
+        assert!(lock.try_lock().is_none());
+        assert!(lock.try_lock().is_none(), "still held after a failed try");
+        drop(held);
+        assert!(lock.try_lock().is_some());
+    }
+
+    /// The same with threads: while one thread holds the lock, others' `try_lock`s
+    /// keep failing, and every increment made under `try_lock` or `lock` is kept.
+    #[test]
+    fn try_lock_never_admits_a_second_holder() {
+        let rounds: u64 = if cfg!(miri) { 100 } else { 20_000 };
+        let lock = Arc::new(SpinLock::new((0u64, false)));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let lock = Arc::clone(&lock);
+                std::thread::spawn(move || {
+                    let mut done = 0;
+                    while done < rounds {
+                        if let Some(mut g) = lock.try_lock() {
+                            assert!(!g.1, "two holders at once");
+                            g.1 = true;
+                            g.0 += 1;
+                            // Hold it a while, so other threads' tries fail meanwhile.
+                            for _ in 0..100 {
+                                std::hint::spin_loop();
+                            }
+                            assert!(g.1, "another holder released it");
+                            g.1 = false;
+                            done += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(lock.lock().0, 4 * rounds);
     }
 }
 

@@ -288,6 +288,23 @@ impl<C: Instance> Heap<C> {
         true
     }
 
+    /// Takes the blocks other threads freed into `span` off its count without linking
+    /// them into its free list, for a span released next (its list is rebuilt when it is
+    /// used again). Unlike [`Heap::take_remote`] it touches no block: it runs inside the
+    /// free of one of them (an orphaned heap's drain), and the block is still the freeing
+    /// program's until that free returns — writing it through the mapping's pointer there
+    /// is a write behind the program's reference (Miri, Tree Borrows: a protected `Box`).
+    ///
+    /// # Safety
+    /// `span` is a small span of this heap.
+    pub(super) unsafe fn discard_remote(span: *mut Span) {
+        // SAFETY: per the contract; only the span's header is touched.
+        unsafe {
+            let taken = SmallSpan(span).remote().take(span.cast());
+            SmallSpan(span).set_used(SmallSpan(span).used() - taken.count);
+        }
+    }
+
     /// Arms `span` (sets its remote list's notify flag) so the next remote free sends it to this
     /// heap. False, and nothing armed, if remote frees are waiting: the caller takes them
     /// instead. A span that is already armed stays so (its notice may be on the way).
@@ -471,6 +488,9 @@ impl<C: Instance> Heap<C> {
                         return;
                     }
                     State::Full => {
+                        // A full span's free list is empty, so taking its remote blocks
+                        // writes none of them (see `discard_remote`).
+                        debug_assert!(SmallSpan(span).free_list().is_null());
                         if !Self::take_remote(span) {
                             if Self::arm(span) {
                                 return;
@@ -496,8 +516,9 @@ impl<C: Instance> Heap<C> {
                             SmallSpan(span).set_armed(true);
                             return;
                         }
-                        // Every block it handed out is waiting: no free will come.
-                        Self::take_remote(span);
+                        // Every block it handed out is waiting: no free will come. The
+                        // span is released, so its blocks need no list.
+                        Self::discard_remote(span);
                         debug_assert_eq!(SmallSpan(span).used(), 0);
                         SpanDList::remove(&mut self.partial[class], span);
                         self.release_small(span);
