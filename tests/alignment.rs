@@ -4,10 +4,14 @@
 //! their contents and never overlap; `alloc_zeroed` returns zeroed memory, also when it
 //! reuses memory that was just filled and freed; `realloc` keeps contents and alignment
 //! while a block grows and shrinks through the small, medium, large and huge paths.
+//!
+//! Under Miri a subset of the alignments and layouts is run (`common::thinned`: every
+//! n-th, and the largest), with fewer rounds (`common::scaled`), and blocks are filled and
+//! checked more sparsely (`common::DENSE`).
 
 mod common;
 
-use common::{assert_disjoint, assert_zeroed, check, check_prefix, fill, layout};
+use common::{assert_disjoint, assert_zeroed, check, check_prefix, fill, layout, scaled, thinned};
 use rpmalloc::define_rpmalloc;
 use std::alloc::{GlobalAlloc, Layout};
 
@@ -20,11 +24,11 @@ define_rpmalloc!(Tiny, <
 
 const MIB: usize = 1 << 20;
 
-/// 1, 2, 4, ... 8 MiB, then 16 MiB and 64 MiB.
+/// 1, 2, 4, ... 8 MiB, then 16 MiB and 64 MiB (under Miri: 1, 4 KiB, 16 MiB and 64 MiB).
 fn alignments() -> Vec<usize> {
     let mut aligns: Vec<usize> = (0..=23).map(|s| 1 << s).collect();
     aligns.extend([16 * MIB, 64 * MIB]);
-    aligns
+    thinned(&aligns, 12)
 }
 
 fn sizes_around(align: usize) -> Vec<usize> {
@@ -147,8 +151,8 @@ fn zeroed_after_dirty_free(a: &dyn GlobalAlloc, name: &str) {
             layouts.push(layout(size, align));
         }
     }
-    for l in layouts {
-        let rounds = if l.size() > MIB { 4 } else { 12 };
+    for l in thinned(&layouts, 8) {
+        let rounds = scaled(if l.size() > MIB { 4 } else { 12 });
         for round in 0..rounds {
             let dirty = alloc_checked(a, name, l, false);
             // SAFETY: dirty holds l.size() bytes; freed once with its layout.
@@ -199,7 +203,10 @@ fn realloc_through_every_kind(a: &dyn GlobalAlloc, name: &str) {
         64,
         8,
     ];
-    for align in [1, 8, 16, 32, 64, 128, 256, 4096, 32 << 10, 64 << 10, MIB] {
+    for align in thinned(
+        &[1, 8, 16, 32, 64, 128, 256, 4096, 32 << 10, 64 << 10, MIB],
+        5,
+    ) {
         let mut l = layout(steps[0], align);
         let mut p = alloc_checked(a, name, l, false);
         let mut seed = align as u64;

@@ -3,10 +3,13 @@
 //! the instance's configuration; memory freed remotely goes back to the allocating
 //! thread's heap, so a producer whose every block is freed by a consumer keeps reusing
 //! that memory instead of mapping more.
+//!
+//! Under Miri the block, message and round counts are scaled down (`common::scaled`, or
+//! constants under `cfg(miri)`).
 
 mod common;
 
-use common::{check, fill, layout, XorShift};
+use common::{check, fill, layout, scaled, XorShift};
 use rpmalloc::define_rpmalloc;
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::mpsc;
@@ -41,7 +44,7 @@ struct Msg {
 }
 
 const THREADS: usize = 4;
-const PER_THREAD: usize = 3000;
+const PER_THREAD: usize = scaled(3000);
 
 /// `THREADS` threads in a ring: each allocates `PER_THREAD` blocks of 8 B .. 300 KiB from
 /// `a`, sends them to the next thread and checks and frees what the previous one sent,
@@ -116,6 +119,7 @@ fn ring_with_adaptive_small_caches_and_single_span_mappings() {
 
 #[test]
 fn std_values_dropped_on_other_threads() {
+    const MESSAGES: usize = scaled(3000);
     let (tx, rx) = mpsc::channel::<(usize, Vec<u8>, String)>();
     let consumer = thread::spawn(move || {
         let mut n = 0;
@@ -131,7 +135,7 @@ fn std_values_dropped_on_other_threads() {
         .map(|p| {
             let tx = tx.clone();
             thread::spawn(move || {
-                for i in (p..3000).step_by(3) {
+                for i in (p..MESSAGES).step_by(3) {
                     tx.send((
                         i,
                         vec![i as u8; i * 37 % 70_000 + 1],
@@ -146,7 +150,7 @@ fn std_values_dropped_on_other_threads() {
     for p in producers {
         p.join().unwrap();
     }
-    assert_eq!(consumer.join().unwrap(), 3000);
+    assert_eq!(consumer.join().unwrap(), MESSAGES);
 }
 
 /// The same sizes on every run.
@@ -165,8 +169,8 @@ fn sizes(n: usize) -> Vec<usize> {
 
 #[test]
 fn producer_reuses_memory_freed_by_consumer() {
-    const ROUNDS: usize = 4;
-    let sizes = sizes(20_000);
+    const ROUNDS: usize = if cfg!(miri) { 3 } else { 4 };
+    let sizes = sizes(if cfg!(miri) { 20 } else { 20_000 });
     let total: usize = sizes.iter().sum();
     let (tx, rx) = mpsc::channel::<Option<Msg>>();
     let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -246,7 +250,7 @@ fn blocks_freed_by_a_thread_without_a_heap() {
         }
     });
     let mut rng = XorShift::new(9);
-    for i in 0..2000u64 {
+    for i in 0..scaled(2000) as u64 {
         let l = layout(rng.log_size(8, 300 << 10), 8);
         // SAFETY: non-zero size.
         let p = unsafe { LeanAlloc.alloc(l) };

@@ -1,6 +1,8 @@
 //! `fork` while other threads allocate: the child can allocate and free with both the
 //! global allocator and a second configuration (the allocator's locks are made safe with
 //! `pthread_atfork`).
+//!
+//! Ignored under Miri, which does not support `fork`.
 
 use rpmalloc::define_rpmalloc;
 use std::alloc::{GlobalAlloc, Layout};
@@ -40,6 +42,10 @@ fn child_work() -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "calls fork (and waitpid, alarm), which Miri does not support"
+)]
 fn child_allocates_after_fork_under_load() {
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..3)

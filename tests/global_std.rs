@@ -4,10 +4,13 @@
 //! threads. A second, differently configured instance (`LeanAlloc`: caches off, 256 KiB
 //! spans) used directly through `GlobalAlloc` in the same process never hands out memory
 //! overlapping the global instance's, and blocks of each go back to their own instance.
+//!
+//! Under Miri the element, entry, block, size and worker counts are scaled down
+//! (`common::scaled`, `common::thinned`, or smaller constants under `cfg(miri)`).
 
 mod common;
 
-use common::{assert_disjoint, check, fill, layout, XorShift};
+use common::{assert_disjoint, check, fill, layout, scaled, thinned, XorShift};
 use rpmalloc::define_rpmalloc;
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::{BTreeMap, HashMap};
@@ -29,26 +32,29 @@ static GLOBAL: FastAlloc = FastAlloc;
 
 /// Builds and checks a set of std collections; `salt` makes each thread's data distinct.
 fn exercise_collections(salt: u64) {
+    // Entries per collection, and the keys the range query below finds (N >= 2 * Q).
+    const N: usize = if cfg!(miri) { 20 } else { 20_000 };
+    const Q: u64 = if cfg!(miri) { 5 } else { 100 };
     // Vec growth through many reallocations, from small to huge.
     let mut v: Vec<u64> = Vec::new();
-    for i in 0..300_000u64 {
+    for i in 0..scaled(300_000) as u64 {
         v.push(i ^ salt);
     }
     assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64 ^ salt));
-    v.truncate(1000);
+    v.truncate(scaled(1000));
     v.shrink_to_fit();
     assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64 ^ salt));
 
     // HashMap with heap-allocated keys and values.
     let mut map: HashMap<String, Vec<u32>> = HashMap::new();
-    for i in 0..20_000u32 {
+    for i in 0..N as u32 {
         map.insert(format!("key-{salt}-{i}"), (0..i % 37).collect());
     }
-    for i in (0..20_000u32).step_by(2) {
+    for i in (0..N as u32).step_by(2) {
         assert!(map.remove(&format!("key-{salt}-{i}")).is_some());
     }
-    assert_eq!(map.len(), 10_000);
-    for i in (1..20_000u32).step_by(2) {
+    assert_eq!(map.len(), N / 2);
+    for i in (1..N as u32).step_by(2) {
         let value = &map[&format!("key-{salt}-{i}")];
         assert_eq!(value.len() as u32, i % 37);
         assert!(value.iter().enumerate().all(|(j, &x)| x == j as u32));
@@ -56,15 +62,15 @@ fn exercise_collections(salt: u64) {
 
     // BTreeMap: many node allocations, range queries, removals.
     let mut tree: BTreeMap<u64, Box<[u8]>> = BTreeMap::new();
-    for i in 0..20_000u64 {
+    for i in 0..N as u64 {
         let len = (i % 97) as usize + 1;
         tree.insert(i * 3 + salt, vec![(i % 251) as u8; len].into_boxed_slice());
     }
     let in_range: Vec<_> = tree
-        .range(300 + salt..600 + salt)
+        .range(3 * Q + salt..6 * Q + salt)
         .map(|(k, _)| *k)
         .collect();
-    assert_eq!(in_range.len(), 100);
+    assert_eq!(in_range.len() as u64, Q);
     tree.retain(|k, _| (k - salt).is_multiple_of(2));
     for (k, v) in &tree {
         let i = (k - salt) / 3;
@@ -74,15 +80,15 @@ fn exercise_collections(salt: u64) {
 
     // String formatting and growth.
     let mut s = String::new();
-    for i in 0..20_000 {
+    for i in 0..N {
         write!(s, "{i:05}|").unwrap();
     }
-    assert_eq!(s.len(), 20_000 * 6);
-    for (i, field) in s.split('|').take(20_000).enumerate() {
+    assert_eq!(s.len(), N * 6);
+    for (i, field) in s.split('|').take(N).enumerate() {
         assert_eq!(field, format!("{i:05}"));
     }
-    let big = "abc".repeat(3 << 20);
-    assert_eq!(big.len(), 9 << 20);
+    let big = "abc".repeat(scaled(3 << 20));
+    assert_eq!(big.len(), 3 * scaled(3 << 20));
     assert!(big.as_bytes().chunks(3).all(|c| c == b"abc"));
 }
 
@@ -93,8 +99,10 @@ fn std_collections_keep_their_contents() {
 
 #[test]
 fn boxed_slices_of_many_sizes() {
-    let mut sizes: Vec<usize> = (1..=2048).step_by(13).collect();
-    for shift in 4..=25 {
+    let mut sizes: Vec<usize> = (1..=2048)
+        .step_by(if cfg!(miri) { 127 } else { 13 })
+        .collect();
+    for shift in thinned(&(4..=25).collect::<Vec<_>>(), 3) {
         let p = 1usize << shift;
         sizes.extend([p - 1, p, p + 1, p + p / 2]);
     }
@@ -123,7 +131,7 @@ fn boxed_slices_of_many_sizes() {
         .iter()
         .enumerate()
         .all(|(i, p)| p.0.iter().all(|&b| b == i as u8)));
-    let lines: Vec<Box<Line>> = (0..1000).map(|i| Box::new(Line(i as u8))).collect();
+    let lines: Vec<Box<Line>> = (0..scaled(1000)).map(|i| Box::new(Line(i as u8))).collect();
     assert!(lines
         .iter()
         .all(|l| (&**l as *const Line as usize).is_multiple_of(128)));
@@ -131,21 +139,24 @@ fn boxed_slices_of_many_sizes() {
 
 #[test]
 fn scoped_workers_build_and_share_collections() {
-    let shared: Vec<String> = (0..1000).map(|i| format!("shared-{i}")).collect();
-    let mut out = vec![Vec::<u64>::new(); 4];
+    const SHARED: usize = scaled(1000);
+    let shared: Vec<String> = (0..SHARED).map(|i| format!("shared-{i}")).collect();
+    let mut out = vec![Vec::<u64>::new(); if cfg!(miri) { 2 } else { 4 }];
     thread::scope(|s| {
         for (w, slot) in out.iter_mut().enumerate() {
             let shared = &shared;
             s.spawn(move || {
                 exercise_collections(w as u64 + 1);
                 // Fill a slot owned by the scope's caller: freed later on another thread.
-                *slot = (0..50_000).map(|i| i * 4 + w as u64).collect();
-                assert_eq!(shared[999], "shared-999");
+                *slot = (0..scaled(50_000) as u64)
+                    .map(|i| i * 4 + w as u64)
+                    .collect();
+                assert_eq!(shared[SHARED - 1], format!("shared-{}", SHARED - 1));
             });
         }
     });
     for (w, v) in out.iter().enumerate() {
-        assert_eq!(v.len(), 50_000);
+        assert_eq!(v.len(), scaled(50_000));
         assert!(v
             .iter()
             .enumerate()
@@ -155,9 +166,11 @@ fn scoped_workers_build_and_share_collections() {
 
 #[test]
 fn spawned_workers_return_and_receive_data() {
+    const STRINGS: usize = if cfg!(miri) { 5 } else { 500 };
+    const WORKERS: usize = if cfg!(miri) { 2 } else { 4 };
     let (tx, rx) = mpsc::channel::<Vec<String>>();
-    let base = Arc::new((0..500).map(|i| i.to_string()).collect::<Vec<_>>());
-    let handles: Vec<_> = (0..4)
+    let base = Arc::new((0..STRINGS).map(|i| i.to_string()).collect::<Vec<_>>());
+    let handles: Vec<_> = (0..WORKERS)
         .map(|w| {
             let tx = tx.clone();
             let base = Arc::clone(&base);
@@ -176,12 +189,12 @@ fn spawned_workers_return_and_receive_data() {
     let mut maps = Vec::new();
     for (w, h) in handles.into_iter().enumerate() {
         let map = h.join().unwrap();
-        assert_eq!(map.len(), 500);
+        assert_eq!(map.len(), STRINGS);
         assert!(map.iter().all(|(i, s)| *s == format!("{w}:{i}")));
         maps.push(map);
     }
     let mut received: Vec<Vec<String>> = rx.iter().collect();
-    assert_eq!(received.len(), 4);
+    assert_eq!(received.len(), WORKERS);
     received.sort_by(|a, b| a[0].cmp(&b[0]));
     for (w, strings) in received.iter().enumerate() {
         assert!(strings
@@ -232,7 +245,7 @@ fn instances_never_share_memory_and_free_their_own_blocks() {
     let mut lean = Vec::new();
     let mut plain = Vec::new();
     let mut seed = 0;
-    for round in 0..600 {
+    for round in 0..if cfg!(miri) { 10 } else { 600 } {
         let size = match round % 10 {
             0 => rng.log_size(32 << 10, 3 << 20),
             _ => rng.log_size(1, 32 << 10),

@@ -5,6 +5,9 @@
 //! heap, as any consumer doing work does). Mapped memory must stay near what is in flight,
 //! and once everything is freed and the threads are gone, `collect()` must leave nothing
 //! but the heap records mapped, with and without caches.
+//!
+//! Under Miri the block counts and batch sizes are scaled down (constants under
+//! `cfg(miri)`).
 
 use rpmalloc::define_rpmalloc;
 use std::alloc::{GlobalAlloc, Layout};
@@ -114,7 +117,8 @@ fn a_consumer_keeps_none_of_the_large_blocks_it_frees() {
     // 4 batches (192 MiB) in flight. The consumer's thread cache once kept every run it
     // freed (it never allocates large blocks), and the producer mapped afresh: gigabytes.
     static A: Piped = Piped;
-    hand_off(&A, 1, 2000, 16, 2, large);
+    let (blocks, batch) = if cfg!(miri) { (40, 4) } else { (2000, 16) };
+    hand_off(&A, 1, blocks, batch, 2, large);
     let s = Piped.statistics().unwrap();
     assert!(
         s.mapped_peak <= 400 * MIB,
@@ -125,6 +129,10 @@ fn a_consumer_keeps_none_of_the_large_blocks_it_frees() {
     assert!(s.thread_cache <= 2 * 8 * MIB + 128 * 64 * KIB, "{s:#?}");
     assert!(s.global_cache <= 512 * MIB, "{s:#?}");
 }
+
+/// Blocks each producer of a mixed hand-off sends, and how many to a batch.
+const MIXED_BLOCKS: usize = if cfg!(miri) { 30 } else { 20_000 };
+const MIXED_BATCH: usize = if cfg!(miri) { 5 } else { 200 };
 
 /// `mapped` once every thread is gone, every block freed and `collect()` ran: the heap
 /// records only.
@@ -140,7 +148,7 @@ fn assert_only_heap_records_stay(s: rpmalloc::Statistics) {
 #[test]
 fn after_a_mixed_hand_off_collect_leaves_only_the_heap_records() {
     static A: PipedMixed = PipedMixed;
-    hand_off(&A, 2, 20_000, 200, 4, mixed);
+    hand_off(&A, 2, MIXED_BLOCKS, MIXED_BATCH, 4, mixed);
     PipedMixed.collect();
     assert_only_heap_records_stay(PipedMixed.statistics().unwrap());
 }
@@ -148,7 +156,7 @@ fn after_a_mixed_hand_off_collect_leaves_only_the_heap_records() {
 #[test]
 fn without_caches_a_mixed_hand_off_leaves_only_the_heap_records() {
     static A: PipedNoCache = PipedNoCache;
-    hand_off(&A, 2, 20_000, 200, 4, mixed);
+    hand_off(&A, 2, MIXED_BLOCKS, MIXED_BATCH, 4, mixed);
     // Nothing is cached; `collect()` gives back the exited threads' reserves.
     PipedNoCache.collect();
     assert_only_heap_records_stay(PipedNoCache.statistics().unwrap());

@@ -12,6 +12,10 @@
 //! long run set `RPMALLOC_STRESS=full`: 20× the blocks per hand-off thread, 100 000
 //! short-lived threads, 10× the teardown threads —
 //! `RPMALLOC_STRESS=full cargo test --release --test stress` (about a minute on 2 cores).
+//!
+//! Under Miri the thread and block counts are scaled down (constants under `cfg(miri)`:
+//! at most 8 hand-off threads and 40 to 60 blocks per hand-off, 20 short-lived threads 8
+//! at a time, 8 teardown threads 4 at a time).
 
 mod common;
 
@@ -120,22 +124,38 @@ fn hand_off(threads: usize, per_thread: usize) {
 
 #[test]
 fn hand_off_between_2_threads() {
-    hand_off(2, 60_000 * scale(20));
+    if cfg!(miri) {
+        hand_off(2, 30);
+    } else {
+        hand_off(2, 60_000 * scale(20));
+    }
 }
 
 #[test]
 fn hand_off_between_4_threads() {
-    hand_off(4, 30_000 * scale(20));
+    if cfg!(miri) {
+        hand_off(4, 15);
+    } else {
+        hand_off(4, 30_000 * scale(20));
+    }
 }
 
 #[test]
 fn hand_off_between_16_threads() {
-    hand_off(16, 7_500 * scale(20));
+    if cfg!(miri) {
+        hand_off(4, 12);
+    } else {
+        hand_off(16, 7_500 * scale(20));
+    }
 }
 
 #[test]
 fn hand_off_between_64_threads() {
-    hand_off(64, 2_000 * scale(20));
+    if cfg!(miri) {
+        hand_off(8, 5);
+    } else {
+        hand_off(64, 2_000 * scale(20));
+    }
 }
 
 // ---- (b) thread churn ----------------------------------------------------------------
@@ -182,8 +202,12 @@ fn check_and_free(l: Leftovers) {
 
 #[test]
 fn ten_thousand_short_lived_threads() {
-    const AT_ONCE: u64 = 32;
-    let threads = 10_000 * scale(10) as u64;
+    const AT_ONCE: u64 = if cfg!(miri) { 8 } else { 32 };
+    let threads = if cfg!(miri) {
+        20
+    } else {
+        10_000 * scale(10) as u64
+    };
     let mut older: Vec<Leftovers> = Vec::new();
     let mut checked = 0u64;
     for wave in 0..threads.div_ceil(AT_ONCE) {
@@ -344,8 +368,12 @@ fn late_key() -> libc::pthread_key_t {
 
 #[test]
 fn teardown_allocations_under_thread_churn() {
-    const AT_ONCE: u64 = 16;
-    let threads = 2_000 * scale(10) as u64;
+    const AT_ONCE: u64 = if cfg!(miri) { 4 } else { 16 };
+    let threads = if cfg!(miri) {
+        8
+    } else {
+        2_000 * scale(10) as u64
+    };
     let key = late_key();
     let (tx, rx) = mpsc::channel();
     let mut handouts = Vec::new();

@@ -4,6 +4,8 @@
 //! the number of heaps an instance ever creates is bounded by how many threads run at
 //! once, not by how many ran, and what stays mapped follows what is live rather than
 //! growing with every exited thread.
+//!
+//! Under Miri the thread and block counts are scaled down (constants under `cfg(miri)`).
 
 mod common;
 
@@ -68,7 +70,7 @@ fn check_and_free(l: Leftovers) {
 
 #[test]
 fn blocks_outlive_hundreds_of_short_lived_threads() {
-    const THREADS: u64 = 500;
+    const THREADS: u64 = if cfg!(miri) { 8 } else { 500 };
     const AT_ONCE: u64 = 4;
     // Two long-lived threads free what is sent to them while threads come and go.
     let freers: Vec<_> = (0..2)
@@ -121,6 +123,9 @@ fn blocks_outlive_hundreds_of_short_lived_threads() {
     assert!(freed as u64 >= sent);
 }
 
+/// Blocks in each [`churn`] thread's working set; it returns 4 of them.
+const WORKING_SET: u64 = if cfg!(miri) { 16 } else { 64 };
+
 /// Runs `threads` threads, `at_once` at a time, each allocating a working set from
 /// `Counted`, freeing most of it and returning the rest; returns the survivors.
 fn churn(first_id: u64, threads: u64, at_once: u64) -> Vec<Raw> {
@@ -131,13 +136,13 @@ fn churn(first_id: u64, threads: u64, at_once: u64) -> Vec<Raw> {
                 let id = first_id + wave * at_once + k;
                 thread::spawn(move || {
                     let mut rng = XorShift::new(id + 7);
-                    let mut blocks: Vec<Raw> = (0..64)
+                    let mut blocks: Vec<Raw> = (0..WORKING_SET)
                         .map(|b| {
                             let l = layout(rng.log_size(16, 300 << 10), 16);
                             Raw::new(&Counted, l, id * 1000 + b)
                         })
                         .collect();
-                    let keep = blocks.split_off(60);
+                    let keep = blocks.split_off(WORKING_SET as usize - 4);
                     for r in blocks {
                         r.check_and_free(&Counted, "Counted (same thread)");
                     }
@@ -155,11 +160,12 @@ fn churn(first_id: u64, threads: u64, at_once: u64) -> Vec<Raw> {
 #[test]
 fn heaps_of_exited_threads_are_reused() {
     // One thread at a time: every thread adopts the heap the previous one left.
-    let survivors = churn(0, 200, 1);
+    let threads = if cfg!(miri) { 4 } else { 200 };
+    let survivors = churn(0, threads, 1);
     let stats = Counted.statistics().expect("statistics are enabled");
     assert!(
         stats.heaps <= 2,
-        "200 threads run one after another created {} heaps",
+        "{threads} threads run one after another created {} heaps",
         stats.heaps
     );
     for r in survivors {
@@ -167,11 +173,12 @@ fn heaps_of_exited_threads_are_reused() {
     }
 
     // Four at a time: at most four heaps are ever in use together.
-    let survivors = churn(1000, 200, 4);
+    let threads = if cfg!(miri) { 8 } else { 200 };
+    let survivors = churn(1000, threads, 4);
     let after_waves = Counted.statistics().unwrap();
     assert!(
         after_waves.heaps <= 5,
-        "200 threads run four at a time created {} heaps in all",
+        "{threads} threads run four at a time created {} heaps in all",
         after_waves.heaps
     );
     for r in survivors {
@@ -184,7 +191,7 @@ fn exited_threads_do_not_strand_address_space() {
     // One thread at a time, each leaving one small and one large block alive. What stays
     // mapped should follow what is live (plus a mapping's worth of reserve and the heap),
     // not grow by a whole span mapping per exited thread.
-    const THREADS: u64 = 100;
+    const THREADS: u64 = if cfg!(miri) { 10 } else { 100 };
     let mut kept = Vec::new();
     for id in 0..THREADS {
         let blocks = thread::spawn(move || {

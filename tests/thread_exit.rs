@@ -4,10 +4,13 @@
 //! thread allocated earlier, and initialise further thread-locals. Blocks allocated during
 //! teardown keep their contents and are freed later by the test thread; heaps stay
 //! reused, however late a dying thread allocates.
+//!
+//! Under Miri the thread counts and vector lengths are scaled down (`common::scaled`, or
+//! constants under `cfg(miri)`).
 
 mod common;
 
-use common::{layout, Raw};
+use common::{layout, scaled, Raw};
 use rpmalloc::define_rpmalloc;
 use std::alloc::GlobalAlloc;
 use std::cell::RefCell;
@@ -23,6 +26,11 @@ define_rpmalloc!(Counted, < enable_statistics: true >);
 
 #[global_allocator]
 static GLOBAL: FastAlloc = FastAlloc;
+
+/// Step between the lengths of a thread's earlier vectors (100, 100 + STEP, ...).
+const STEP: usize = scaled(1000);
+/// Length of the vector a thread-local destructor allocates.
+const TLS_BYTES: usize = scaled(70_000);
 
 /// The bytes thread `id` puts in its vectors.
 fn bytes_of(id: u64, len: usize) -> Vec<u8> {
@@ -67,7 +75,7 @@ impl Drop for Teardown {
         let Some(tx) = self.tx.take() else { return };
         let mut early = self.early.take();
         for (i, v) in early.iter().enumerate() {
-            assert_eq!(v.len(), 100 + i * 1000);
+            assert_eq!(v.len(), 100 + i * STEP);
             check_bytes(id, v, "earlier vector");
         }
         // Free every other earlier block.
@@ -86,7 +94,7 @@ impl Drop for Teardown {
             id,
             kept,
             text: format!("thread {id} tore down"),
-            bytes: bytes_of(id, 70_000),
+            bytes: bytes_of(id, TLS_BYTES),
             raw,
         };
         tx.send(handout).unwrap();
@@ -99,7 +107,7 @@ thread_local! {
 
 #[test]
 fn tls_destructors_allocate_free_and_hand_out() {
-    const THREADS: u64 = 24;
+    const THREADS: u64 = if cfg!(miri) { 8 } else { 24 };
     let (tx, rx) = mpsc::channel();
     for wave in 0..THREADS / 4 {
         let handles: Vec<_> = (0..4)
@@ -111,7 +119,7 @@ fn tls_destructors_allocate_free_and_hand_out() {
                         *t.id.borrow_mut() = id;
                         *t.tx.borrow_mut() = Some(tx);
                         let early: Vec<Vec<u8>> =
-                            (0..8).map(|i| bytes_of(id, 100 + i * 1000)).collect();
+                            (0..8).map(|i| bytes_of(id, 100 + i * STEP)).collect();
                         *t.early.borrow_mut() = early;
                         *t.early_raw.borrow_mut() = (0..4)
                             .map(|i| Raw::new(&Direct, layout(64 << (i * 4), 16), id * 100 + i))
@@ -130,11 +138,11 @@ fn tls_destructors_allocate_free_and_hand_out() {
         let id = h.id;
         assert_eq!(h.kept.len(), 4);
         for (j, v) in h.kept.iter().enumerate() {
-            assert_eq!(v.len(), 100 + (2 * j + 1) * 1000);
+            assert_eq!(v.len(), 100 + (2 * j + 1) * STEP);
             check_bytes(id, v, "kept vector");
         }
         assert_eq!(h.text, format!("thread {id} tore down"));
-        assert_eq!(h.bytes.len(), 70_000);
+        assert_eq!(h.bytes.len(), TLS_BYTES);
         check_bytes(id, &h.bytes, "vector allocated in a TLS destructor");
         let mut raw = h.raw;
         let global = raw.pop().unwrap();
@@ -175,7 +183,7 @@ impl Drop for First {
             for n in 1..=5 {
                 late.items
                     .borrow_mut()
-                    .push((0..n * 10_000).map(|i| i * id).collect());
+                    .push((0..n * LATE_ITEMS).map(|i| i * id).collect());
             }
         });
     }
@@ -192,6 +200,9 @@ impl Drop for Late {
     }
 }
 
+/// Words in [`Late`]'s first vector (the n-th holds n times as many).
+const LATE_ITEMS: u64 = scaled(10_000) as u64;
+
 thread_local! {
     static FIRST: RefCell<Option<First>> = const { RefCell::new(None) };
     static LATE: Late = Late::default();
@@ -199,7 +210,7 @@ thread_local! {
 
 #[test]
 fn tls_destructor_initialises_another_thread_local() {
-    const THREADS: u64 = 12;
+    const THREADS: u64 = if cfg!(miri) { 4 } else { 12 };
     let (tx, rx) = mpsc::channel();
     let handles: Vec<_> = (1..=THREADS)
         .map(|id| {
@@ -220,7 +231,7 @@ fn tls_destructor_initialises_another_thread_local() {
         assert_eq!(note, format!("late {id}: 5 items"));
         assert_eq!(items.len(), 5);
         for (n, v) in items.iter().enumerate() {
-            assert_eq!(v.len(), (n + 1) * 10_000);
+            assert_eq!(v.len(), (n + 1) * LATE_ITEMS as usize);
             assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64 * id));
         }
         seen.push(id);
@@ -273,7 +284,7 @@ unsafe extern "C" fn key_destructor(value: *mut libc::c_void) {
         let handout = KeyHandout {
             id,
             round: payload.round,
-            bytes: bytes_of(id + u64::from(payload.round), 50_000),
+            bytes: bytes_of(id + u64::from(payload.round), scaled(50_000)),
             text: format!("key {id} round {}", payload.round),
             direct: Raw::new(
                 &Direct,
@@ -291,7 +302,7 @@ unsafe extern "C" fn key_destructor(value: *mut libc::c_void) {
                 rounds_left: payload.rounds_left - 1,
                 round: payload.round + 1,
                 counted: payload.counted,
-                early: bytes_of(id, 3000),
+                early: bytes_of(id, scaled(3000)),
                 early_raw: None,
                 out: payload.out,
                 failures: payload.failures,
@@ -365,7 +376,7 @@ fn check_key_handouts(out: Vec<KeyHandout>, threads: u64, rounds: u32) {
 fn pthread_key_destructors_allocate_after_the_heap_is_retired() {
     static OUT: Mutex<Vec<KeyHandout>> = Mutex::new(Vec::new());
     static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    const THREADS: u64 = 16;
+    const THREADS: u64 = if cfg!(miri) { 4 } else { 16 };
     key();
     for wave in 0..THREADS / 4 {
         let handles: Vec<_> = (0..4)
@@ -380,7 +391,7 @@ fn pthread_key_destructors_allocate_after_the_heap_is_retired() {
                         rounds_left: 1,
                         round: 0,
                         counted: false,
-                        early: bytes_of(id, 3000),
+                        early: bytes_of(id, scaled(3000)),
                         early_raw,
                         out: &OUT,
                         failures: &FAILURES,
@@ -405,7 +416,7 @@ fn pthread_key_destructors_allocate_after_the_heap_is_retired() {
 fn late_teardown_allocations_keep_heaps_reused() {
     static OUT: Mutex<Vec<KeyHandout>> = Mutex::new(Vec::new());
     static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    const THREADS: u64 = 100;
+    const THREADS: u64 = if cfg!(miri) { 10 } else { 100 };
     key();
     let mut kept = Vec::new();
     // One thread at a time, each allocating from Counted while alive and again after its
@@ -418,7 +429,7 @@ fn late_teardown_allocations_keep_heaps_reused() {
                 rounds_left: 0,
                 round: 0,
                 counted: true,
-                early: bytes_of(id, 3000),
+                early: bytes_of(id, scaled(3000)),
                 early_raw: None,
                 out: &OUT,
                 failures: &FAILURES,

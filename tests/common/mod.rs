@@ -1,19 +1,53 @@
 //! Helpers shared by the integration tests: a byte pattern that detects lost, moved or
 //! mixed-up contents, sampled so multi-megabyte blocks stay cheap to check in debug
 //! builds, and a small xorshift generator (no `rand` dependency).
+//!
+//! Under Miri, which interprets every step (and an allocation or a free of the allocator
+//! costs tens of milliseconds there), [`scaled`] and [`thinned`] shrink the tests' counts
+//! and sizes, and the pattern is written and checked more sparsely ([`DENSE`], `STRIDE`,
+//! `TAIL`); normal builds are unchanged.
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ops::Range;
 
-/// Every byte below this offset is written and checked; beyond it only samples are.
-pub const DENSE: usize = 64 * 1024;
-/// Bytes written at each page-sized stride beyond [`DENSE`].
+/// `n` in a normal build; under Miri, which interprets every instruction (hundreds of
+/// times slower), `n / 500` (at least 1), as `scaled` of the unit tests. Tests scale their
+/// counts and sizes with it, never their logic.
+pub const fn scaled(n: usize) -> usize {
+    if cfg!(miri) {
+        if n / 500 > 0 {
+            n / 500
+        } else {
+            1
+        }
+    } else {
+        n
+    }
+}
+
+/// All of `items` in a normal build; under Miri every `n`-th of them and the last one (so
+/// both extremes stay): fewer cases of a list, each run as in a normal build.
+pub fn thinned<T: Clone>(items: &[T], n: usize) -> Vec<T> {
+    if !cfg!(miri) {
+        return items.to_vec();
+    }
+    let mut kept: Vec<T> = items.iter().step_by(n).cloned().collect();
+    if !items.is_empty() && !(items.len() - 1).is_multiple_of(n) {
+        kept.extend(items.last().cloned());
+    }
+    kept
+}
+
+/// Every byte below this offset is written and checked; beyond it only samples are
+/// (under Miri, 256 bytes, so big blocks stay cheap).
+pub const DENSE: usize = if cfg!(miri) { 256 } else { 64 * 1024 };
+/// Bytes written at each stride beyond [`DENSE`].
 const SAMPLE: usize = 16;
-/// Stride between samples beyond [`DENSE`].
-const STRIDE: usize = 4096;
-/// Bytes at the end of a block that are always written and checked.
-const TAIL: usize = 4096;
+/// Stride between samples beyond [`DENSE`]: a page (under Miri, 1 MiB).
+const STRIDE: usize = if cfg!(miri) { 1 << 20 } else { 4096 };
+/// Bytes at the end of a block that are always written and checked (under Miri, 256).
+const TAIL: usize = if cfg!(miri) { 256 } else { 4096 };
 
 /// Period of the pattern: a prime, so pages and power-of-two strides never line up.
 const PERIOD: usize = 65_521;
@@ -119,12 +153,12 @@ pub unsafe fn check(p: *const u8, len: usize, seed: u64, what: &str) {
 }
 
 /// Asserts that all `len` bytes at `p` are zero (compared a page at a time, so it is
-/// fast even unoptimised).
+/// fast even unoptimised; under Miri, whose cost is per comparison, 1 MiB at a time).
 ///
 /// # Safety
 /// `p` is valid for reads of `len` bytes.
 pub unsafe fn assert_zeroed(p: *const u8, len: usize, what: &str) {
-    static ZERO: [u8; 4096] = [0; 4096];
+    static ZERO: [u8; if cfg!(miri) { 1 << 20 } else { 4096 }] = [0; _];
     let mut off = 0;
     while off < len {
         let n = (len - off).min(ZERO.len());
