@@ -287,7 +287,7 @@ mod loom_tests {
     }
 
     /// The whole orphan hand-off as the allocator runs it. Remote frees push, load the
-    /// flag and, seeing it, run `api::drain_orphan`: claim the heap's `draining` flag (or
+    /// flag and, seeing it, run `Heap::drain_orphan`: claim the heap's `draining` flag (or
     /// leave it to the thread that holds it), drain under the orphan lock while the heap is
     /// orphaned and its list non-empty, drop the flag, fence, and look again. The exiting
     /// thread takes the orphan lock, sets `orphaned`, fences and drains (`Heap::orphan`).
@@ -340,7 +340,7 @@ mod loom_tests {
                         if !orphaned.load(Ordering::SeqCst) {
                             return;
                         }
-                        // `api::drain_orphan`.
+                        // `Heap::drain_orphan`.
                         loop {
                             if draining.swap(true, Ordering::SeqCst) {
                                 return;

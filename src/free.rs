@@ -17,7 +17,7 @@ use crate::instance::Instance;
 use crate::os::addr;
 use crate::params::Params;
 use crate::span::{Kind, Run, SmallSpan, Span, State};
-use crate::thread::{drain_orphan, tick};
+use crate::thread::tick;
 use core::alloc::Layout;
 use core::sync::atomic::Ordering;
 
@@ -178,6 +178,6 @@ unsafe fn free_remote<C: Instance>(span: *mut Span, block: *mut Block) {
     // SeqCst pairs with `Heap::orphan`: either we see the flag, or its take sees our push.
     if orphaned.load(Ordering::SeqCst) {
         // SAFETY: the span's owner id, read above.
-        unsafe { drain_orphan::<C>(heap) };
+        unsafe { Heap::<C>::drain_orphan(heap) };
     }
 }

@@ -1,7 +1,6 @@
 //! A thread's life with one configuration: setup on first allocation, exit (its heap
 //! orphaned for the next thread), the fork hooks, the count of its allocator events
-//! towards the next clock read, and the drain of an orphaned heap's notices by the
-//! threads that free into it.
+//! towards the next clock read.
 //!
 //! The per-thread slot ([`ThreadState`], `thread_state.rs`) is a `thread_local!` of each
 //! `define_rpmalloc!` expansion. (The `thread_local` crate cannot serve here: it allocates
@@ -17,7 +16,7 @@ use crate::bins::empty_bins;
 use crate::heap::Heap;
 use crate::instance::Instance;
 use crate::thread_state::{ThreadState, DEAD, LIVE};
-use core::sync::atomic::{fence, Ordering};
+use core::sync::atomic::Ordering;
 
 /// Gives the calling thread a heap (adopting an orphaned one if any). False when the OS
 /// refused memory for a new heap.
@@ -114,43 +113,5 @@ extern "C" fn fork_child<C: Instance>() {
 pub(crate) fn tick<C: Instance>() {
     if C::slot().ticks.tick() {
         Heap::<C>::clock_tick();
-    }
-}
-
-/// Settles an orphaned heap's notices on its behalf, under the orphan lock. One thread
-/// drains a given heap at a time (its `draining` flag): the others only push and leave,
-/// instead of all queueing on the lock (seen as `sched_yield` storms in `rpbench` at 8
-/// threads). After dropping the flag the drainer looks again, so a notice pushed by a
-/// thread that saw the flag set is never left behind.
-///
-/// # Safety
-/// `heap` is a heap id of configuration `C` as a span records it (the record's address,
-/// with its provenance).
-#[cold]
-pub(crate) unsafe fn drain_orphan<C: Instance>(heap: *mut u8) {
-    // SAFETY: per the contract, a heap record, never unmapped. Outside the lock only the
-    // shared part is reached.
-    let shared = unsafe { Heap::<C>::shared_of(heap) };
-    let (notices, orphaned, draining) = (&shared.notices, &shared.orphaned, &shared.draining);
-    loop {
-        if draining.swap(true, Ordering::SeqCst) {
-            // The drainer will see our push: our push and this swap precede its release
-            // of the flag, which precedes its fence and second look (all SeqCst).
-            return;
-        }
-        {
-            let _orphans = C::global().orphans.lock();
-            while orphaned.load(Ordering::Relaxed) && !notices.is_empty_relaxed() {
-                // SAFETY: under the orphan lock an orphaned heap is ours to use (the flag
-                // is rechecked under the lock in case a thread adopted it meanwhile); the
-                // reference lives for this call only.
-                unsafe { (*heap.cast::<Heap<C>>()).take_notices() };
-            }
-        }
-        draining.store(false, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if !orphaned.load(Ordering::Relaxed) || notices.is_empty_relaxed() {
-            return;
-        }
     }
 }

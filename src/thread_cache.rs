@@ -38,7 +38,7 @@ const _: () = assert!(LARGE_CLASS_COUNT <= 64);
 /// |---|---|---|
 /// | `notices` | any thread (push); the heap's user or a sweeper holding `lock` (take) | all |
 /// | `orphaned` | the orphan lock's holder | all |
-/// | `draining` | threads draining an orphaned heap (`api::drain_orphan`) | same |
+/// | `draining` | threads draining an orphaned heap (`Heap::drain_orphan`) | same |
 /// | `lock` | the heap's user, sweeps | — |
 /// | `cache` | under its lock: the heap's user, sweeps, `collect()` | same |
 /// | `counters` | see [`HeapCounters`] | `statistics()` |
@@ -53,7 +53,7 @@ pub(crate) struct HeapShared {
     pub(crate) notices: DeferredList,
     /// Set while the heap has no thread (on the orphan list).
     pub(crate) orphaned: AtomicBool,
-    /// Set while some thread drains this orphaned heap on its behalf (`api::drain_orphan`).
+    /// Set while some thread drains this orphaned heap on its behalf (`Heap::drain_orphan`).
     pub(crate) draining: AtomicBool,
     /// Held while the heap's notices are taken: by the heap's user (or the orphan lock's
     /// holder) and by a decay sweep that settles some of them (`Heap::sweep_notices`).

@@ -137,6 +137,7 @@ fn freed_blocks_are_reused_before_fresh_pages_are_carved() {
         let mut live = vec![first];
         // Fill the first span and start a second one.
         let second = loop {
+            // SAFETY: as above.
             let p = unsafe { api::alloc::<CarveOrder>(layout) };
             live.push(p);
             if span_of(p) != span_of(first) {

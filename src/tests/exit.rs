@@ -41,6 +41,7 @@ fn blocks_passed_between_exiting_threads_leave_only_heap_records_mapped() {
                                 // SAFETY: valid layout; the block holds at least one byte.
                                 let p = unsafe { api::alloc::<RemoteChurn>(layout(k)) };
                                 assert!(!p.is_null());
+                                // SAFETY: a fresh block of at least one byte.
                                 unsafe { *p = k as u8 };
                                 mine.push((p as usize, k));
                             }
