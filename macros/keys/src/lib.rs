@@ -260,4 +260,29 @@ mod tests {
         names.sort_unstable();
         assert!(names.windows(2).all(|w| w[0] != w[1]), "names are unique");
     }
+
+    /// The rule text (the library's compile error, which cannot be formatted) names the
+    /// limits the kind holds, so the two cannot drift apart.
+    #[test]
+    fn rules_name_their_limits() {
+        extern crate std;
+        use std::string::ToString;
+        for key in KEYS {
+            match key.kind {
+                Kind::Bool => assert!(key.rule.ends_with("is a bool"), "{}", key.name),
+                Kind::Millis { max } => {
+                    assert!(key.rule.contains(&max.to_string()), "{}", key.name);
+                    assert!(key.rule.contains("never"), "{}", key.name);
+                }
+                Kind::Int { min, max, .. } => {
+                    assert!(key.rule.contains(&max.to_string()), "{}", key.name);
+                    assert!(
+                        min == 0 || key.rule.contains(&min.to_string()),
+                        "{}",
+                        key.name
+                    );
+                }
+            }
+        }
+    }
 }
