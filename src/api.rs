@@ -39,6 +39,16 @@ pub unsafe fn dealloc<C: Instance>(ptr: *mut u8, layout: Layout) {
     unsafe { crate::free::dealloc::<C>(ptr, layout) }
 }
 
+/// The usable size of the live block at `ptr` of configuration `C`.
+///
+/// # Safety
+/// `ptr` is a live block of configuration `C`, as an allocation function returned it.
+#[inline]
+pub unsafe fn usable_size<C: Instance>(ptr: *const u8) -> usize {
+    // SAFETY: the caller's contract, which `usable::usable_size` has too.
+    unsafe { crate::usable::usable_size::<C>(ptr) }
+}
+
 /// `GlobalAlloc::realloc` for configuration `C`.
 ///
 /// # Safety

@@ -18,8 +18,28 @@
 //!
 //! Each `define_rpmalloc!` expansion is a separate singleton with its own global state,
 //! per-thread heap and caches; see `docs/architecture.md` for the design.
+//!
+//! With the `allocator-api2` feature (on by default) every such type is also an
+//! `Allocator` (allocator-api2's trait on stable, `core::alloc::Allocator` with the
+//! `nightly` feature), so containers can take one as a value:
+//!
+//! ```
+//! use rpmalloc::allocator_api2::vec::Vec;
+//! use rpmalloc::define_rpmalloc;
+//!
+//! define_rpmalloc!(LeanAlloc, < enable_thread_cache: false >);
+//!
+//! let mut v: Vec<u64, LeanAlloc> = Vec::new_in(LeanAlloc);
+//! v.extend(0..1000);
+//! assert_eq!(v.iter().sum::<u64>(), 499_500);
+//! // Every block knows its usable size (at least what was asked).
+//! // SAFETY: `v`'s buffer is a live block of `LeanAlloc`.
+//! assert!(unsafe { LeanAlloc.usable_size(v.as_ptr().cast()) } >= 8000);
+//! ```
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![cfg_attr(feature = "nightly", feature(allocator_api, allow_internal_unstable))]
+#![cfg_attr(feature = "nightly", allow(internal_features))]
 // Under `--cfg loom` (model checking, `RUSTFLAGS="--cfg loom" cargo test --release --lib
 // loom`) only the lock-free parts and what they use are compiled: `loom`'s atomics have no
 // `const` constructors, so the allocator's statics cannot hold them.
@@ -29,6 +49,8 @@ extern crate self as rpmalloc;
 
 #[cfg(not(loom))]
 mod alloc;
+#[cfg(all(feature = "allocator-api2", not(loom)))]
+pub mod allocator_api;
 #[cfg(not(loom))]
 mod api;
 #[cfg(not(loom))]
@@ -69,6 +91,8 @@ mod thread;
 mod thread_cache;
 #[cfg(not(loom))]
 mod thread_state;
+#[cfg(not(loom))]
+mod usable;
 
 #[cfg(all(test, not(loom)))]
 mod test_config;
@@ -83,12 +107,30 @@ pub use rpmalloc_macros::define_rpmalloc;
 pub use stats::Statistics;
 pub use typenum;
 
+/// The `allocator_api2` crate whose `Allocator` trait every `define_rpmalloc!` type
+/// implements, re-exported so that its containers can be named without a second
+/// dependency: `rpmalloc::allocator_api2::vec::Vec<T, MyAlloc>`.
+#[cfg(feature = "allocator-api2")]
+pub use allocator_api2;
+
+/// Without the `allocator-api2` feature, `define_rpmalloc!` implements no `Allocator`.
+#[cfg(not(feature = "allocator-api2"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __impl_allocator {
+    ($name:ty, $config:ty) => {};
+}
+
 /// Items the `define_rpmalloc!` expansion refers to; not a stable interface.
 #[cfg(not(loom))]
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::api::{alloc, alloc_zeroed, collect, dealloc, realloc, statistics};
+    #[cfg(feature = "allocator-api2")]
+    pub use crate::allocator_api;
+    pub use crate::api::{alloc, alloc_zeroed, collect, dealloc, realloc, statistics, usable_size};
     pub use crate::global::Global;
     pub use crate::instance::Instance;
     pub use crate::thread_state::ThreadState;
+    #[cfg(feature = "allocator-api2")]
+    pub use allocator_api2;
 }

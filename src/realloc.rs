@@ -129,6 +129,10 @@ unsafe fn realloc_move<C: Instance>(
         if let Ok(padded) = Layout::from_size_align(padded, layout.align()) {
             // SAFETY: a valid non-zero layout.
             new = unsafe { alloc_growing::<C>(padded) };
+            if !new.is_null() {
+                // The caller holds (and will free) `new_size` bytes, not the headroom.
+                resized_in_place::<C>(new, padded.size(), new_size);
+            }
         }
     }
     // SAFETY: GlobalAlloc::realloc guarantees the new size with the old alignment is a

@@ -145,7 +145,24 @@ pub fn expand(input: &Input) -> TokenStream {
                 }
             }
 
+            ::rpmalloc::__impl_allocator!(#name, __RpmallocConfig);
+
             impl #name {
+                /// The usable size of the live block at `ptr`: the bytes from `ptr` to
+                /// the end of its block, at least the size it was allocated with (as
+                /// `malloc_usable_size`).
+                ///
+                /// # Safety
+                /// `ptr` is a live block of this allocator, as one of its allocation
+                /// functions returned it (not a dangling pointer for a zero-sized
+                /// request).
+                #[allow(dead_code)]
+                #[inline]
+                pub unsafe fn usable_size(&self, ptr: *const u8) -> usize {
+                    // SAFETY: the caller's contract, which the entry point has too.
+                    unsafe { ::rpmalloc::__private::usable_size::<__RpmallocConfig>(ptr) }
+                }
+
                 /// This instance's counters, or `None` when it was defined without
                 /// `enable_statistics: true`.
                 #[allow(dead_code)]

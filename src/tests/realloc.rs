@@ -114,3 +114,28 @@ fn a_growing_medium_block_is_rounded_up_to_the_coarser_realloc_step() {
         api::dealloc::<Default64k>(r, Layout::from_size_align(2048, 8).unwrap());
     }
 }
+
+// Used by one test only: its live-byte counter is not shared.
+test_config!(CountedRealloc, typenum::U65536, ENABLE_STATISTICS: bool = true);
+
+/// A block moved by a growing `realloc` gets headroom beyond the size asked; the live
+/// bytes counted are the size the caller holds (and will free), not the headroom: the
+/// counter is back at zero once everything is freed.
+#[test]
+fn live_bytes_count_the_size_asked_not_the_headroom() {
+    let live = || api::statistics::<CountedRealloc>().unwrap().live;
+    let before = live();
+    let mut layout = Layout::from_size_align(24, 8).unwrap();
+    // SAFETY: valid layouts; each realloc passes the block's current layout.
+    unsafe {
+        let mut p = api::alloc::<CountedRealloc>(layout);
+        for new in [40usize, 700, 3000, 50_000, 300_000, 3 << 20, 100] {
+            p = api::realloc::<CountedRealloc>(p, layout, new);
+            assert!(!p.is_null());
+            layout = Layout::from_size_align(new, 8).unwrap();
+            assert_eq!(live() - before, new, "after realloc to {new}");
+        }
+        api::dealloc::<CountedRealloc>(p, layout);
+    }
+    assert_eq!(live(), before);
+}
