@@ -204,6 +204,7 @@ impl GlobalCache {
     }
 
     /// Takes every lock (before `fork`).
+    #[cfg_attr(windows, allow(dead_code, reason = "Windows has no fork"))]
     pub(crate) fn lock_all(&self) {
         for c in &self.counts {
             c.raw_lock();
@@ -211,6 +212,7 @@ impl GlobalCache {
     }
 
     /// Releases what [`GlobalCache::lock_all`] took.
+    #[cfg_attr(windows, allow(dead_code, reason = "Windows has no fork"))]
     ///
     /// # Safety
     /// The caller holds every lock through `lock_all`.
@@ -222,6 +224,7 @@ impl GlobalCache {
     }
 
     /// Resets every lock in a forked child.
+    #[cfg_attr(windows, allow(dead_code, reason = "Windows has no fork"))]
     ///
     /// # Safety
     /// Only the calling thread exists (just after `fork`).

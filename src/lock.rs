@@ -96,11 +96,13 @@ impl<T> SpinLock<T> {
     }
 
     /// Takes the lock without a guard (for `pthread_atfork` handlers).
+    #[cfg_attr(windows, allow(dead_code, reason = "Windows has no fork"))]
     pub(crate) fn raw_lock(&self) {
         core::mem::forget(self.lock());
     }
 
     /// Releases a lock taken with [`SpinLock::raw_lock`].
+    #[cfg_attr(windows, allow(dead_code, reason = "Windows has no fork"))]
     ///
     /// # Safety
     /// The caller took the lock with `raw_lock` and holds no guard.
@@ -109,6 +111,7 @@ impl<T> SpinLock<T> {
     }
 
     /// Resets the lock to unlocked in a forked child, whatever its state in the parent.
+    #[cfg_attr(windows, allow(dead_code, reason = "Windows has no fork"))]
     ///
     /// # Safety
     /// Only the calling thread exists (just after `fork`).

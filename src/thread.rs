@@ -7,15 +7,19 @@
 //! its per-thread buckets through the global allocator — that is, through us — and guards
 //! its thread ids with a mutex.)
 //!
-//! Thread exit is caught with a pthread key destructor, created once per configuration.
-//! glibc runs pthread key destructors after the Rust/C++ thread-local destructors, so
-//! those still allocate from the thread's own heap. After ours ran, the slot is marked
-//! dead and any later allocation goes through an orphaned heap under the orphan lock.
+//! Thread exit is caught with the OS layer's exit key (a pthread key destructor on Unix,
+//! a fiber-local storage callback on Windows), created once per configuration. glibc
+//! runs pthread key destructors after the Rust/C++ thread-local destructors, so those
+//! still allocate from the thread's own heap; Windows runs fiber-local callbacks before
+//! them. After ours ran, the slot is marked dead and any later allocation or free goes
+//! through an orphaned heap under the orphan lock, so either order is correct.
 
 use crate::bins::empty_bins;
 use crate::heap::Heap;
 use crate::instance::Instance;
+use crate::os::{self, ForkHandlers, ThreadExit};
 use crate::thread_state::{ThreadState, DEAD, LIVE};
+use core::marker::PhantomData;
 use core::sync::atomic::Ordering;
 
 /// Gives the calling thread a heap (adopting an orphaned one if any). False when the OS
@@ -30,81 +34,80 @@ pub(crate) unsafe fn init_thread<C: Instance>(state: &ThreadState) -> bool {
         return false;
     }
     if let Some(key) = exit_key::<C>() {
-        // SAFETY: a key we created; a non-null value makes its destructor run at exit.
-        unsafe { libc::pthread_setspecific(key, heap.cast()) };
+        // SAFETY: a key made by `exit_key` and never deleted; the non-null value makes
+        // its hook run when this thread exits.
+        unsafe { os::exit_key_set(key, heap.cast()) };
     }
     state.heap.set(heap.cast());
     state.status.set(LIVE);
     true
 }
 
-/// The pthread key whose destructor orphans the heap, created on first use.
-fn exit_key<C: Instance>() -> Option<libc::pthread_key_t> {
+/// The thread-exit key whose hook orphans the heap, created on first use (with the fork
+/// handlers).
+fn exit_key<C: Instance>() -> Option<usize> {
     let global = C::global();
     let stored = global.exit_key.load(Ordering::Acquire);
     if stored != 0 {
-        return Some((stored - 1) as libc::pthread_key_t);
+        return Some(stored - 1);
     }
-    let mut key: libc::pthread_key_t = 0;
-    // SAFETY: creating a key with a valid destructor function.
-    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit::<C>)) } != 0 {
-        // Out of keys: the thread's heap is then never orphaned (it stays mapped).
-        return None;
-    }
+    // Out of keys: the thread's heap is then never orphaned (it stays mapped).
+    let key = os::exit_key_create::<Exit<C>>()?;
     match global
         .exit_key
-        .compare_exchange(0, key as usize + 1, Ordering::AcqRel, Ordering::Acquire)
+        .compare_exchange(0, key + 1, Ordering::AcqRel, Ordering::Acquire)
     {
         Ok(_) => {
-            // SAFETY: handlers are plain functions that only take and release locks.
-            unsafe {
-                libc::pthread_atfork(
-                    Some(fork_prepare::<C>),
-                    Some(fork_parent::<C>),
-                    Some(fork_child::<C>),
-                );
-            }
+            os::at_fork::<Fork<C>>();
             Some(key)
         }
         Err(existing) => {
             // Another thread won the race; drop ours.
-            // SAFETY: our own key, never used.
-            unsafe { libc::pthread_key_delete(key) };
-            Some((existing - 1) as libc::pthread_key_t)
+            // SAFETY: our own key, never given a value nor used again.
+            unsafe { os::exit_key_delete(key) };
+            Some(existing - 1)
         }
     }
 }
 
-/// pthread key destructor: orphans the exiting thread's heap.
-unsafe extern "C" fn on_thread_exit<C: Instance>(_value: *mut libc::c_void) {
-    // SAFETY: the slot is a destructor-less thread-local, still readable while pthread
-    // key destructors run.
-    let state = unsafe { &*C::thread_state() };
-    let bins = state.heap.replace(empty_bins());
-    state.status.set(DEAD);
-    if bins != empty_bins() {
-        // SAFETY: a real heap of this configuration, owned by this thread until now, with
-        // the slot's (the record's) provenance; the slot no longer points to it.
-        unsafe { Heap::<C>::orphan(bins.cast()) };
+/// Thread exit for configuration `C`: orphans the exiting thread's heap.
+struct Exit<C>(PhantomData<C>);
+
+impl<C: Instance> ThreadExit for Exit<C> {
+    unsafe fn on_exit(_value: *mut u8) {
+        // SAFETY: the slot is a destructor-less thread-local, still readable while the
+        // platform's exit hooks run.
+        let state = unsafe { &*C::thread_state() };
+        let bins = state.heap.replace(empty_bins());
+        state.status.set(DEAD);
+        if bins != empty_bins() {
+            // SAFETY: a real heap of this configuration, owned by this thread until now,
+            // with the slot's (the record's) provenance; the slot no longer points to it.
+            unsafe { Heap::<C>::orphan(bins.cast()) };
+        }
     }
 }
 
-/// Before `fork`: let the notices in flight land and take every lock, so the child never
-/// inherits a structure mid-update or a notice that will never arrive.
-extern "C" fn fork_prepare<C: Instance>() {
-    C::global().prepare_fork();
-}
+/// The fork handlers of configuration `C`: before `fork`, let the notices in flight land
+/// and take every lock, so the child never inherits a structure mid-update or a notice
+/// that will never arrive; after it, release them (parent) or reset them (child, where
+/// only this thread exists).
+struct Fork<C>(PhantomData<C>);
 
-/// After `fork`, in the parent: release them.
-extern "C" fn fork_parent<C: Instance>() {
-    // SAFETY: fork_prepare ran on this thread.
-    unsafe { C::global().parent_after_fork() };
-}
+impl<C: Instance> ForkHandlers for Fork<C> {
+    fn prepare() {
+        C::global().prepare_fork();
+    }
 
-/// After `fork`, in the child: only this thread exists; reset the locks.
-extern "C" fn fork_child<C: Instance>() {
-    // SAFETY: in the child, just after a fork that fork_prepare prepared.
-    unsafe { C::global().child_after_fork() };
+    unsafe fn parent() {
+        // SAFETY: `prepare` ran on this thread (the contract).
+        unsafe { C::global().parent_after_fork() };
+    }
+
+    unsafe fn child() {
+        // SAFETY: in the child, just after a fork that `prepare` prepared (the contract).
+        unsafe { C::global().child_after_fork() };
+    }
 }
 
 /// Counts an allocator event of the calling thread (a large or huge block, or a block of

@@ -2,7 +2,8 @@
 //! global allocator and a second configuration (the allocator's locks are made safe with
 //! `pthread_atfork`).
 //!
-//! Ignored under Miri, which does not support `fork`.
+//! Ignored under Miri, which does not support `fork`; Unix only (Windows has no `fork`).
+#![cfg(unix)]
 
 use rpmalloc::define_rpmalloc;
 use std::alloc::{GlobalAlloc, Layout};

@@ -44,10 +44,7 @@ const AGING_MS: u64 = 250 + 125 + 100;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    assert!(page > 0);
-    page as usize
+    common::page_size()
 }
 
 /// Resident set size in bytes: the second field of `/proc/self/statm`, in pages.
@@ -115,8 +112,8 @@ fn random_sizes(seed: u64, total: usize) -> Vec<usize> {
 
 #[test]
 #[cfg_attr(
-    miri,
-    ignore = "reads resident memory from /proc/self/statm, which Miri does not provide"
+    any(miri, not(target_os = "linux")),
+    ignore = "reads resident memory from /proc/self/statm: Linux only, and Miri does not provide it"
 )]
 fn without_caches_freed_memory_leaves_the_process() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -146,8 +143,8 @@ fn without_caches_freed_memory_leaves_the_process() {
 
 #[test]
 #[cfg_attr(
-    miri,
-    ignore = "reads resident memory from /proc/self/statm, which Miri does not provide"
+    any(miri, not(target_os = "linux")),
+    ignore = "reads resident memory from /proc/self/statm: Linux only, and Miri does not provide it"
 )]
 fn with_caches_an_exited_thread_leaves_at_most_the_global_cache() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -251,8 +248,8 @@ define_rpmalloc!(AgedElsewhere, < enable_statistics: true, decay_ms: never >);
 
 #[test]
 #[cfg_attr(
-    miri,
-    ignore = "reads resident memory from /proc/self/statm, which Miri does not provide"
+    any(miri, not(target_os = "linux")),
+    ignore = "reads resident memory from /proc/self/statm: Linux only, and Miri does not provide it"
 )]
 fn ageing_runs_go_back_when_a_live_thread_uses_other_span_counts() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -166,14 +166,13 @@ fn virtual_size() -> usize {
         .next()
         .and_then(|f| f.parse().ok())
         .expect("statm has a size field");
-    // SAFETY: sysconf has no preconditions.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
+    pages * common::page_size()
 }
 
 #[test]
 #[cfg_attr(
-    miri,
-    ignore = "reads the virtual size from /proc/self/statm, which Miri does not provide"
+    any(miri, not(target_os = "linux")),
+    ignore = "reads the virtual size from /proc/self/statm: Linux only, and Miri does not provide it"
 )]
 fn refusals_map_nothing() {
     let vsz_before = virtual_size();

@@ -333,9 +333,18 @@ thread_local! {
 static LATE: Mutex<Vec<(u64, Raw, Vec<u8>)>> = Mutex::new(Vec::new());
 static LATE_FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-unsafe extern "C" fn late_destructor(value: *mut libc::c_void) {
+/// The late exit hook.
+struct Late;
+
+impl common::exit_key::OnExit for Late {
+    fn on_exit(value: *mut u8) {
+        late_destructor(value);
+    }
+}
+
+fn late_destructor(value: *mut u8) {
     let id = value as u64 - 1;
-    // A panic must not unwind out of an `extern "C"` function: record it instead.
+    // A panic must not unwind out of the platform's `extern` hook: record it instead.
     let result = catch_unwind(AssertUnwindSafe(|| {
         let raw = Raw::new(&Teardown, layout(500 + id as usize % 3000, 32), id * 8 + 5);
         let bytes = bytes_of(id, 2000);
@@ -349,21 +358,17 @@ unsafe extern "C" fn late_destructor(value: *mut libc::c_void) {
     }
 }
 
-/// A pthread key created after `Teardown`'s and `GLOBAL`'s own thread-exit keys, so its
-/// destructor runs after they retired the thread's heaps (glibc runs keys in order).
-fn late_key() -> libc::pthread_key_t {
-    static KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
+/// A thread-exit key created after `Teardown`'s and `GLOBAL`'s own, so its hook runs
+/// after they retired the thread's heaps (keys run in creation order).
+fn late_key() -> usize {
+    static KEY: OnceLock<usize> = OnceLock::new();
     *KEY.get_or_init(|| {
         for a in [&GLOBAL as &dyn GlobalAlloc, &Teardown, &LeanAlloc] {
             let l = layout(16, 16);
             // SAFETY: valid layout; freed once.
             unsafe { a.dealloc(a.alloc(l), l) };
         }
-        let mut key: libc::pthread_key_t = 0;
-        // SAFETY: a valid out pointer and destructor.
-        let rc = unsafe { libc::pthread_key_create(&mut key, Some(late_destructor)) };
-        assert_eq!(rc, 0, "pthread_key_create");
-        key
+        common::exit_key::create::<Late>()
     })
 }
 
@@ -393,9 +398,8 @@ fn teardown_allocations_under_thread_churn() {
                             .map(|i| Raw::new(&Teardown, layout(32 << (i * 4), 16), id * 8 + i))
                             .collect();
                     });
-                    // SAFETY: a key we created; the value is a plain integer, not a pointer.
-                    let rc = unsafe { libc::pthread_setspecific(key, (id + 1) as *mut _) };
-                    assert_eq!(rc, 0, "pthread_setspecific");
+                    // The value is a plain integer, not a pointer.
+                    common::exit_key::set(key, (id + 1) as *mut u8);
                 })
             })
             .collect();

@@ -267,12 +267,27 @@ struct KeyPayload {
     failures: &'static Mutex<Vec<String>>,
 }
 
-unsafe extern "C" fn key_destructor(value: *mut libc::c_void) {
-    // SAFETY: every value stored under the key is a `Box<KeyPayload>` leaked by `arm`,
-    // handed to this destructor once.
+/// The test key's exit hook.
+struct KeyHook;
+
+impl common::exit_key::OnExit for KeyHook {
+    fn on_exit(value: *mut u8) {
+        // SAFETY: every value stored under the key is a `Box<KeyPayload>` leaked by
+        // `arm`, handed to the hook once.
+        unsafe { key_destructor(value) }
+    }
+}
+
+/// The test key's hook: checks and frees what the thread allocated, allocates what the
+/// test thread checks, and re-arms the key for the next round.
+///
+/// # Safety
+/// `value` is a `Box<KeyPayload>` leaked by `arm`, handed over once.
+unsafe fn key_destructor(value: *mut u8) {
+    // SAFETY: the contract.
     let payload = unsafe { Box::from_raw(value.cast::<KeyPayload>()) };
     let failures = payload.failures;
-    // A panic must not unwind out of an `extern "C"` function: record it instead.
+    // A panic must not unwind out of the platform's `extern` hook: record it instead.
     let result = catch_unwind(AssertUnwindSafe(move || {
         let mut payload = payload;
         let id = payload.id;
@@ -323,28 +338,22 @@ unsafe extern "C" fn key_destructor(value: *mut libc::c_void) {
 /// The test key, created once, after `Direct` and `Counted` set up their own thread-exit
 /// keys: glibc runs key destructors in key order, so ours runs after theirs retired the
 /// thread's heaps, and allocations in it take the after-exit path.
-fn key() -> libc::pthread_key_t {
-    static KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
+fn key() -> usize {
+    static KEY: OnceLock<usize> = OnceLock::new();
     *KEY.get_or_init(|| {
         for a in [&Direct as &dyn GlobalAlloc, &Counted] {
             let l = layout(16, 16);
             // SAFETY: valid layout; freed once.
             unsafe { a.dealloc(a.alloc(l), l) };
         }
-        let mut key: libc::pthread_key_t = 0;
-        // SAFETY: a valid out pointer and destructor.
-        let rc = unsafe { libc::pthread_key_create(&mut key, Some(key_destructor)) };
-        assert_eq!(rc, 0, "pthread_key_create");
-        key
+        common::exit_key::create::<KeyHook>()
     })
 }
 
 /// Stores `payload` under the key for the calling thread.
 fn arm(payload: KeyPayload) {
-    let value = Box::into_raw(Box::new(payload));
-    // SAFETY: a key we created; the destructor takes the box back.
-    let rc = unsafe { libc::pthread_setspecific(key(), value.cast()) };
-    assert_eq!(rc, 0, "pthread_setspecific");
+    // The hook takes the box back.
+    common::exit_key::set(key(), Box::into_raw(Box::new(payload)).cast());
 }
 
 fn check_key_handouts(out: Vec<KeyHandout>, threads: u64, rounds: u32) {
@@ -377,6 +386,9 @@ fn pthread_key_destructors_allocate_after_the_heap_is_retired() {
     static OUT: Mutex<Vec<KeyHandout>> = Mutex::new(Vec::new());
     static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
     const THREADS: u64 = if cfg!(miri) { 4 } else { 16 };
+    // A pthread key's destructor that sets the key again runs again (POSIX); a Windows
+    // fiber-local callback runs once.
+    const ROUNDS: u32 = if common::exit_key::RERUNS { 2 } else { 1 };
     key();
     for wave in 0..THREADS / 4 {
         let handles: Vec<_> = (0..4)
@@ -388,7 +400,7 @@ fn pthread_key_destructors_allocate_after_the_heap_is_retired() {
                     let early_raw = (id % 2 == 0).then(|| Raw::new(&Direct, layout(5000, 16), id));
                     arm(KeyPayload {
                         id,
-                        rounds_left: 1,
+                        rounds_left: ROUNDS - 1,
                         round: 0,
                         counted: false,
                         early: bytes_of(id, scaled(3000)),
@@ -409,7 +421,7 @@ fn pthread_key_destructors_allocate_after_the_heap_is_retired() {
         "key destructors panicked: {failures:?}"
     );
     let out = std::mem::take(&mut *OUT.lock().unwrap());
-    check_key_handouts(out, THREADS, 2);
+    check_key_handouts(out, THREADS, ROUNDS);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `fork` safety: the notice window a remote free enters before it may take a span's
 //! notify flag, and the fork handlers, which wait for open windows and take (then release
 //! or reset) every lock of the configuration.
+#![cfg_attr(windows, allow(dead_code, reason = "Windows has no fork"))]
 use super::Global;
 use crate::config::Config;
 use core::sync::atomic::Ordering;

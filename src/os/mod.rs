@@ -1,10 +1,13 @@
 //! The OS layer: anonymous mappings that are aligned, partially unmapped, decommitted and
 //! moved, and a coarse clock.
 //!
-//! The platform's calls are behind one trait, [`Primitives`], with one implementation per
-//! platform: `linux.rs` (the real `mmap`, `munmap`, `madvise`, `mremap`) and, under Miri,
-//! `miri.rs` (whole-region bookkeeping over `std::alloc::System`, since Miri's `munmap`
-//! takes only a whole region and it has no `madvise`). This module builds what the
+//! The platform's calls are behind two traits, [`Primitives`] (memory and the clock) and
+//! [`Hooks`] (thread exit and `fork`), with one implementation per platform: `unix.rs`
+//! (`mmap`, `munmap`, `madvise`, `mremap` on Linux, pthread keys, `pthread_atfork`),
+//! `windows.rs` (`VirtualAlloc` and `VirtualFree`, fiber-local storage for thread exit)
+//! and, for the memory under Miri, `miri.rs` (whole-region bookkeeping over
+//! `std::alloc::System`, since Miri's `munmap` takes only a whole region and it has no
+//! `madvise`). This module builds what the
 //! allocator needs on top — aligned mappings, the page size read once, test-only fault
 //! injection — the same for every platform.
 //!
@@ -15,17 +18,115 @@ use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 pub(crate) mod addr;
-#[cfg(not(miri))]
-mod linux;
 #[cfg(miri)]
 mod miri;
+#[cfg(unix)]
+mod unix;
+#[cfg(windows)]
+mod windows;
 
-/// The platform's implementation.
-#[cfg(not(miri))]
-type Sys = linux::Linux;
-/// The platform's implementation.
+#[cfg(not(any(unix, windows)))]
+compile_error!("rpmalloc supports Unix (Linux, macOS, the BSDs) and Windows");
+
+/// The platform's memory primitives.
+#[cfg(all(unix, not(miri)))]
+type Sys = unix::Unix;
+/// The platform's memory primitives.
+#[cfg(all(windows, not(miri)))]
+type Sys = windows::Windows;
+/// The platform's memory primitives: under Miri, its own (see `miri.rs`).
 #[cfg(miri)]
 type Sys = miri::Miri;
+
+/// The platform's thread-exit and fork hooks (Miri emulates pthread keys and
+/// `pthread_atfork`, so the Unix ones serve under it too).
+#[cfg(unix)]
+type SysHooks = unix::Unix;
+/// The platform's thread-exit and fork hooks.
+#[cfg(windows)]
+type SysHooks = windows::Windows;
+
+/// What a thread's exit runs (see [`exit_key_create`]).
+pub(crate) trait ThreadExit {
+    /// Called once as a thread that gave its exit key a value exits, after the thread's
+    /// own code, with that value.
+    ///
+    /// # Safety
+    /// Only the platform's exit hook calls this, on the exiting thread, with the non-null
+    /// value that thread set.
+    unsafe fn on_exit(value: *mut u8);
+}
+
+/// What a `fork` runs around it (see [`at_fork`]). The handlers may only take, release
+/// and reset locks and wait for other threads: between `fork` and `exec` a child may
+/// call only async-signal-safe functions.
+#[cfg_attr(windows, allow(dead_code, reason = "Windows has no fork"))]
+pub(crate) trait ForkHandlers {
+    /// Before the fork, in the forking thread.
+    fn prepare();
+    /// After the fork, in the parent.
+    ///
+    /// # Safety
+    /// [`ForkHandlers::prepare`] ran on this thread just before.
+    unsafe fn parent();
+    /// After the fork, in the child (whose only thread is the one that forked).
+    ///
+    /// # Safety
+    /// Called in the child right after a fork that [`ForkHandlers::prepare`] prepared.
+    unsafe fn child();
+}
+
+/// The platform's hooks on thread exit and `fork`.
+pub(crate) trait Hooks {
+    /// A new thread-exit key whose hook runs `H::on_exit` in every exiting thread that
+    /// gave the key a non-null value; `None` when the platform has no key left.
+    fn exit_key_create<H: ThreadExit>() -> Option<usize>;
+
+    /// Gives the calling thread's `key` the value `value`.
+    ///
+    /// # Safety
+    /// `key` came from [`Hooks::exit_key_create`] and was not deleted.
+    unsafe fn exit_key_set(key: usize, value: *mut u8);
+
+    /// Deletes a key no thread has given a value.
+    ///
+    /// # Safety
+    /// `key` came from [`Hooks::exit_key_create`], was never given a value and is not
+    /// used again.
+    unsafe fn exit_key_delete(key: usize);
+
+    /// Installs `F`'s handlers around every later `fork` (nothing where there is no
+    /// `fork`).
+    fn at_fork<F: ForkHandlers>();
+}
+
+/// A new thread-exit key running `H::on_exit` (see [`Hooks::exit_key_create`]).
+pub(crate) fn exit_key_create<H: ThreadExit>() -> Option<usize> {
+    SysHooks::exit_key_create::<H>()
+}
+
+/// Gives the calling thread's `key` the value `value`.
+///
+/// # Safety
+/// `key` came from [`exit_key_create`] and was not deleted.
+pub(crate) unsafe fn exit_key_set(key: usize, value: *mut u8) {
+    // SAFETY: the caller's contract, which the platform's function has too.
+    unsafe { SysHooks::exit_key_set(key, value) }
+}
+
+/// Deletes a key no thread has given a value.
+///
+/// # Safety
+/// `key` came from [`exit_key_create`], was never given a value and is not used again.
+pub(crate) unsafe fn exit_key_delete(key: usize) {
+    // SAFETY: the caller's contract, which the platform's function has too.
+    unsafe { SysHooks::exit_key_delete(key) }
+}
+
+/// Installs `F`'s handlers around every later `fork`.
+pub(crate) fn at_fork<F: ForkHandlers>() {
+    SysHooks::at_fork::<F>()
+}
 
 /// What the allocator needs from the operating system. One implementation per platform;
 /// everything above this layer uses the functions of this module, never the trait's.
@@ -46,11 +147,12 @@ pub(crate) trait Primitives {
     /// been unmapped before, and nothing uses it any more.
     unsafe fn unmap(p: *mut u8, len: usize);
 
-    /// Gives the physical pages of `[p, p + len)` back to the OS while keeping the range
-    /// mapped; they read back as zero.
+    /// Gives the physical pages of `[p, p + len)` back to the OS while keeping the
+    /// address range (their contents are lost; on Windows they are not even readable).
     ///
     /// # Safety
-    /// The range is whole pages of a live mapping of ours that nothing uses.
+    /// The range is whole pages of a live mapping of ours that nothing uses, and nothing
+    /// touches it again before it is unmapped.
     unsafe fn decommit(p: *mut u8, len: usize);
 
     /// Asks for huge pages under `[p, p + len)`: a hint, which may be ignored.
@@ -244,10 +346,13 @@ pub(crate) unsafe fn unmap(p: *mut u8, len: usize) {
 }
 
 /// Gives the physical pages of `[p, p + len)` back to the OS while keeping the address
-/// range mapped; they read back as zero. Only whole pages inside the range are released.
+/// range reserved (the contents are lost). Only whole pages inside the range are
+/// released. The allocator releases a run's pages this way when it gives the run up for
+/// good: the range is unmapped with the rest of its mapping later.
 ///
 /// # Safety
-/// The range lies inside a live mapping this module made, and nothing uses it.
+/// The range lies inside a live mapping this module made, nothing uses it, and nothing
+/// touches it again before it is unmapped.
 pub(crate) unsafe fn decommit(p: *mut u8, len: usize) {
     let page = page_size();
     let start = p.addr().next_multiple_of(page);
@@ -358,7 +463,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "Miri has no mremap: remap always refuses there")]
+    #[cfg_attr(
+        any(miri, not(target_os = "linux")),
+        ignore = "only Linux has mremap (not Miri): elsewhere remap always refuses"
+    )]
     fn remap_keeps_contents_and_alignment() {
         let page = page_size();
         let align = 1 << 16;

@@ -113,14 +113,20 @@ span_counting_config!(LateAlloc, typenum::U65536);
 /// blocks it allocated, as addresses (`None` if it panicked).
 static LATE_BLOCKS: std::sync::Mutex<Option<(bool, Vec<usize>)>> = std::sync::Mutex::new(None);
 
-/// A pthread key destructor that runs after `LateAlloc`'s own thread-exit key retired the
-/// thread's heap, so its allocations are served by an orphaned heap.
-unsafe extern "C" fn allocate_after_exit(_: *mut libc::c_void) {
-    // SAFETY: the configuration's thread slot, valid for the whole thread.
-    let retired = unsafe { (*LateAlloc::thread_state()).status.get() } == crate::thread_state::DEAD;
-    // A panic must not unwind out of an `extern "C"` function.
-    let blocks = std::panic::catch_unwind(|| filled_blocks::<LateAlloc>(64 * 3 + 10)).ok();
-    *LATE_BLOCKS.lock().unwrap_or_else(|e| e.into_inner()) = blocks.map(|b| (retired, b));
+/// A thread-exit hook (the OS layer's, as the allocator's own: a pthread key destructor,
+/// or a fiber-local callback on Windows) that runs after `LateAlloc`'s own exit hook
+/// retired the thread's heap, so its allocations are served by an orphaned heap.
+struct AllocateAfterExit;
+
+impl crate::os::ThreadExit for AllocateAfterExit {
+    unsafe fn on_exit(_value: *mut u8) {
+        // SAFETY: the configuration's thread slot, valid for the whole thread.
+        let retired =
+            unsafe { (*LateAlloc::thread_state()).status.get() } == crate::thread_state::DEAD;
+        // A panic must not unwind out of the platform's `extern` callback.
+        let blocks = std::panic::catch_unwind(|| filled_blocks::<LateAlloc>(64 * 3 + 10)).ok();
+        *LATE_BLOCKS.lock().unwrap_or_else(|e| e.into_inner()) = blocks.map(|b| (retired, b));
+    }
 }
 
 #[test]
@@ -132,18 +138,9 @@ fn blocks_allocated_after_thread_exit_go_back_when_other_threads_free_them() {
         let layout = Layout::from_size_align(16, 16).unwrap();
         // SAFETY: valid layout; freed once.
         unsafe { api::dealloc::<LateAlloc>(api::alloc::<LateAlloc>(layout), layout) };
-        let mut key: libc::pthread_key_t = 0;
-        // SAFETY: a valid out pointer and destructor; a non-null value makes it run.
-        unsafe {
-            assert_eq!(
-                libc::pthread_key_create(&mut key, Some(allocate_after_exit)),
-                0
-            );
-            assert_eq!(
-                libc::pthread_setspecific(key, core::ptr::dangling::<libc::c_void>()),
-                0
-            );
-        }
+        let key = crate::os::exit_key_create::<AllocateAfterExit>().expect("a free key");
+        // SAFETY: a key just made and never deleted; a non-null value makes its hook run.
+        unsafe { crate::os::exit_key_set(key, core::ptr::dangling_mut()) };
     })
     .join()
     .unwrap();
@@ -152,8 +149,8 @@ fn blocks_allocated_after_thread_exit_go_back_when_other_threads_free_them() {
         .unwrap()
         .take()
         .expect("the late destructor ran and did not panic");
-    // (glibc runs key destructors in key order; a key freed meanwhile by a concurrent test
-    // could give ours a lower slot.)
+    // (glibc runs key destructors in key order, Windows fiber-local callbacks in index
+    // order; a key freed meanwhile by a concurrent test could give ours a lower slot.)
     assert!(
         retired,
         "the late destructor ran before the heap was retired"

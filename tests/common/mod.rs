@@ -185,6 +185,19 @@ pub fn assert_disjoint(blocks: &mut [(usize, usize, &'static str)]) {
     }
 }
 
+/// The OS page size.
+pub fn page_size() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        assert!(page > 0);
+        page as usize
+    }
+    #[cfg(not(unix))]
+    4096
+}
+
 /// `Layout::from_size_align(size, align).unwrap()`.
 pub fn layout(size: usize, align: usize) -> Layout {
     Layout::from_size_align(size, align).unwrap()
@@ -259,5 +272,77 @@ impl Raw {
             check(p, self.layout.size(), self.seed, what);
             a.dealloc(p, self.layout);
         }
+    }
+}
+
+/// Thread-exit keys for tests, on the platform's mechanism (as the allocator's own): a
+/// pthread key destructor on Unix, a fiber-local storage callback on Windows. A key made
+/// after an allocator set up its own runs after it (both run keys in creation order),
+/// so what its hook allocates takes the allocator's after-exit path.
+pub mod exit_key {
+    use core::ffi::c_void;
+
+    /// Whether a hook that sets its key's value again runs again (POSIX's pthread keys do,
+    /// up to `PTHREAD_DESTRUCTOR_ITERATIONS` times).
+    pub const RERUNS: bool = cfg!(unix);
+
+    /// What a key's hook runs.
+    pub trait OnExit {
+        /// Runs as a thread that gave the key a non-null value exits, with that value.
+        fn on_exit(value: *mut u8);
+    }
+
+    /// A new key whose hook runs `H::on_exit`.
+    pub fn create<H: OnExit>() -> usize {
+        #[cfg(unix)]
+        {
+            let mut key: libc::pthread_key_t = 0;
+            // SAFETY: a valid out pointer and destructor.
+            let rc = unsafe { libc::pthread_key_create(&mut key, Some(hook::<H>)) };
+            assert_eq!(rc, 0, "pthread_key_create");
+            key as usize
+        }
+        #[cfg(windows)]
+        {
+            // SAFETY: a valid callback.
+            let index = unsafe { FlsAlloc(Some(hook::<H>)) };
+            assert_ne!(index, u32::MAX, "FlsAlloc");
+            index as usize
+        }
+    }
+
+    /// Gives the calling thread's `key` the value `value`.
+    pub fn set(key: usize, value: *mut u8) {
+        #[cfg(unix)]
+        {
+            // SAFETY: a key `create` made.
+            let rc = unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, value.cast()) };
+            assert_eq!(rc, 0, "pthread_setspecific");
+        }
+        #[cfg(windows)]
+        {
+            // SAFETY: an index `create` made.
+            let ok = unsafe { FlsSetValue(key as u32, value.cast()) };
+            assert_ne!(ok, 0, "FlsSetValue");
+        }
+    }
+
+    #[cfg(unix)]
+    unsafe extern "C" fn hook<H: OnExit>(value: *mut c_void) {
+        H::on_exit(value.cast());
+    }
+
+    #[cfg(windows)]
+    unsafe extern "system" fn hook<H: OnExit>(value: *const c_void) {
+        if !value.is_null() {
+            H::on_exit(value.cast_mut().cast());
+        }
+    }
+
+    #[cfg(windows)]
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn FlsAlloc(callback: Option<unsafe extern "system" fn(*const c_void)>) -> u32;
+        fn FlsSetValue(index: u32, value: *const c_void) -> i32;
     }
 }

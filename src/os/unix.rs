@@ -1,13 +1,20 @@
-//! The Linux (and, where `libc` has the calls, other Unix) primitives: `mmap`, `munmap`,
-//! `madvise`, `mremap` and `clock_gettime`.
+//! The Unix primitives: `mmap`, `munmap`, `clock_gettime`, pthread keys for thread exit
+//! and `pthread_atfork`; on Linux (and Android) also `madvise(MADV_DONTNEED)` to release
+//! pages, `MAP_HUGETLB`/`MADV_HUGEPAGE` for huge pages, `mremap` to move huge blocks and
+//! the vDSO's coarse clock.
+//!
+//! Elsewhere (macOS, FreeBSD and the other BSDs) pages are released with `MADV_FREE`
+//! (there `MADV_DONTNEED` is only a hint); without `mremap`, huge blocks are moved by
+//! copying; without `MAP_HUGETLB`, huge pages are refused and the allocator falls back to
+//! normal pages.
 
-use super::Primitives;
+use super::{ForkHandlers, Hooks, Primitives, ThreadExit};
 use core::ptr;
 
 /// The real operating system.
-pub(crate) struct Linux;
+pub(crate) struct Unix;
 
-impl Primitives for Linux {
+impl Primitives for Unix {
     #[inline]
     fn map(len: usize, huge_pages: bool) -> *mut u8 {
         #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -26,7 +33,7 @@ impl Primitives for Linux {
                 ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra,
+                libc::MAP_PRIVATE | libc::MAP_ANON | extra,
                 -1,
                 0,
             )
@@ -59,11 +66,32 @@ impl Primitives for Linux {
 
     #[inline]
     unsafe fn decommit(p: *mut u8, len: usize) {
-        // SAFETY: per the contract, whole pages this allocator owns and no longer uses;
-        // MADV_DONTNEED makes them read back as zero. (MADV_FREE would leave them counted
-        // as resident until memory pressure.)
+        // Linux frees the pages at once with MADV_DONTNEED (MADV_FREE would leave them
+        // counted as resident until memory pressure). On the BSDs and macOS,
+        // MADV_DONTNEED is only a hint and MADV_FREE is what gives pages back (lazily, as
+        // jemalloc and mimalloc use it there).
+        #[cfg(any(
+            target_os = "macos",
+            target_os = "ios",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_os = "dragonfly"
+        ))]
+        const ADVICE: libc::c_int = libc::MADV_FREE;
+        #[cfg(not(any(
+            target_os = "macos",
+            target_os = "ios",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_os = "dragonfly"
+        )))]
+        const ADVICE: libc::c_int = libc::MADV_DONTNEED;
+        // SAFETY: per the contract, whole pages this allocator owns and does not touch
+        // again before unmapping them; the advice only drops their contents.
         unsafe {
-            libc::madvise(p.cast(), len, libc::MADV_DONTNEED);
+            libc::madvise(p.cast(), len, ADVICE);
         }
     }
 
@@ -97,7 +125,7 @@ impl Primitives for Linux {
                 ptr::null_mut(),
                 total,
                 libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                libc::MAP_PRIVATE | libc::MAP_ANON | libc::MAP_NORESERVE,
                 -1,
                 0,
             )
@@ -167,4 +195,61 @@ impl Primitives for Linux {
         unsafe { libc::clock_gettime(CLOCK, &mut ts) };
         ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
     }
+}
+
+impl Hooks for Unix {
+    fn exit_key_create<H: ThreadExit>() -> Option<usize> {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: creating a key with a valid destructor function.
+        if unsafe { libc::pthread_key_create(&mut key, Some(on_exit::<H>)) } != 0 {
+            return None;
+        }
+        Some(key as usize)
+    }
+
+    unsafe fn exit_key_set(key: usize, value: *mut u8) {
+        // SAFETY: a key `exit_key_create` made (the contract); a non-null value makes its
+        // destructor run when this thread exits.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, value.cast()) };
+    }
+
+    unsafe fn exit_key_delete(key: usize) {
+        // SAFETY: a key `exit_key_create` made and nothing uses (the contract).
+        unsafe { libc::pthread_key_delete(key as libc::pthread_key_t) };
+    }
+
+    fn at_fork<F: ForkHandlers>() {
+        // SAFETY: the handlers are plain functions; `F`'s contract is that they only take
+        // and release (or reset) locks, which is what `pthread_atfork` allows.
+        unsafe {
+            libc::pthread_atfork(
+                Some(fork_prepare::<F>),
+                Some(fork_parent::<F>),
+                Some(fork_child::<F>),
+            );
+        }
+    }
+}
+
+/// The pthread key destructor: the exiting thread's value, to `H`.
+unsafe extern "C" fn on_exit<H: ThreadExit>(value: *mut libc::c_void) {
+    // SAFETY: run by the C library as the thread exits, with the non-null value the
+    // thread set, which is what `ThreadExit::on_exit` requires.
+    unsafe { H::on_exit(value.cast()) }
+}
+
+extern "C" fn fork_prepare<F: ForkHandlers>() {
+    F::prepare();
+}
+
+extern "C" fn fork_parent<F: ForkHandlers>() {
+    // SAFETY: `pthread_atfork` runs this in the parent after `fork_prepare` ran on the
+    // same thread.
+    unsafe { F::parent() };
+}
+
+extern "C" fn fork_child<F: ForkHandlers>() {
+    // SAFETY: `pthread_atfork` runs this in the child right after a fork that
+    // `fork_prepare` prepared.
+    unsafe { F::child() };
 }
