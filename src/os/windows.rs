@@ -110,8 +110,15 @@ impl Primitives for Windows {
         }
         // SAFETY: a fresh reservation at an address of the system's choosing touches no
         // existing memory; null on failure.
-        unsafe { VirtualAlloc(ptr::null_mut(), len, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE) }
-            .cast()
+        unsafe {
+            VirtualAlloc(
+                ptr::null_mut(),
+                len,
+                MEM_RESERVE | MEM_COMMIT,
+                PAGE_READWRITE,
+            )
+        }
+        .cast()
     }
 
     fn map_record(len: usize) -> *mut u8 {
