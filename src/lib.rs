@@ -102,8 +102,6 @@ mod tests;
 #[cfg(not(loom))]
 pub use config::{Config, DefaultSpanSize};
 #[cfg(not(loom))]
-pub use rpmalloc_macros::define_rpmalloc;
-#[cfg(not(loom))]
 pub use stats::Statistics;
 pub use typenum;
 
@@ -112,6 +110,96 @@ pub use typenum;
 /// dependency: `rpmalloc::allocator_api2::vec::Vec<T, MyAlloc>`.
 #[cfg(feature = "allocator-api2")]
 pub use allocator_api2;
+
+/// Defines an rpmalloc allocator instance: a unit struct implementing `GlobalAlloc` (and,
+/// with the default `allocator-api2` feature, `Allocator`), with its own global state,
+/// per-thread heaps and caches, configured at compile time.
+///
+/// # Syntax
+///
+/// ```text
+/// define_rpmalloc!( $(#[attr])* $vis $Name );
+/// define_rpmalloc!( $(#[attr])* $vis $Name, < $($key: $value),* $(,)? > $(,)? );
+/// ```
+///
+/// Attributes (such as `///` doc comments) and the visibility are optional. Every key is
+/// optional and may be given at most once; keys left out take their defaults.
+///
+/// # Keys
+///
+/// | key | type | rule | default |
+/// |---|---|---|---|
+/// | `span_size` | integer (bytes) | power of two, 4096 ..= 262144 | 65536 |
+/// | `span_map_count` | integer | 1 ..= 65536 | 64 |
+/// | `enable_thread_cache` | bool | | `true` |
+/// | `enable_global_cache` | bool | | `true` |
+/// | `enable_adaptive_thread_cache` | bool | | `false` |
+/// | `enable_unlimited_cache` | bool | | `false` |
+/// | `max_thread_span_cache` | integer | 1 ..= 1000000 | 32 |
+/// | `max_thread_span_large_cache` | integer | 1 ..= 1000000 | 100 |
+/// | `max_global_span_cache` | integer | 1 ..= 1000000 | 3200 |
+/// | `global_cache_multiplier` | integer | 1 ..= 1024 | 8 |
+/// | `max_thread_cache_bytes` | integer (bytes) | 0 ..= 1 TiB | 8 MiB |
+/// | `max_global_cache_bytes` | integer (bytes) | 0 ..= 1 TiB | 512 MiB |
+/// | `decay_ms` | milliseconds, or `never` | ..= 3600000 | 1000 |
+/// | `enable_huge_pages` | bool | | `false` |
+/// | `enable_statistics` | bool | | `false` |
+///
+/// Integers are literals, in decimal or hex, with optional `_` separators and no suffix or
+/// the `usize` suffix (`65536`, `0x1_0000`, `65_536usize`). Bools are `true` or `false`.
+///
+/// An unknown key (with a suggestion when it looks like a misspelling), a repeated key, a
+/// value of the wrong type or out of range is a compile error pointing at the key or value.
+///
+/// # Expansion
+///
+/// `$Name` gets the given attributes, a generated doc comment listing the effective
+/// configuration, and `#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]`. It
+/// implements `core::alloc::GlobalAlloc` and `Allocator` (see the crate documentation),
+/// and has the inherent methods `statistics()` (`None` unless `enable_statistics: true`),
+/// `collect()` and `usable_size(ptr)`. Each invocation is a separate singleton: two
+/// types defined by two invocations never share memory, even with the same
+/// configuration. The expansion names this crate through `$crate`, so it works when the
+/// dependency is renamed in `Cargo.toml`.
+///
+/// # Example
+///
+/// ```
+/// use rpmalloc::define_rpmalloc;
+/// use std::alloc::{GlobalAlloc, Layout};
+///
+/// define_rpmalloc!(
+///     /// The program's allocator.
+///     pub FastAlloc, < enable_thread_cache: true, span_size: 0x1_0000 >
+/// );
+/// define_rpmalloc!(LeanAlloc, <
+///     enable_thread_cache: false,
+///     enable_global_cache: false,
+///     span_size: 262144,
+///     decay_ms: never,
+/// >);
+/// define_rpmalloc!(pub(crate) Plain); // all defaults
+///
+/// #[global_allocator]
+/// static GLOBAL: FastAlloc = FastAlloc;
+///
+/// let boxed = Box::new([7u8; 100]); // from FastAlloc, the global allocator
+/// let layout = Layout::from_size_align(1 << 20, 4096).unwrap();
+/// // SAFETY: a non-zero size.
+/// let p = unsafe { LeanAlloc.alloc(layout) };
+/// assert!(!p.is_null() && p as usize % 4096 == 0);
+/// // SAFETY: from `LeanAlloc` with this layout.
+/// unsafe { LeanAlloc.dealloc(p, layout) };
+/// assert_eq!(boxed[99], 7);
+/// assert_eq!(Plain.statistics(), None);
+/// ```
+#[cfg(not(loom))]
+#[macro_export]
+macro_rules! define_rpmalloc {
+    ($($input:tt)*) => {
+        $crate::__private::define_rpmalloc! { [$crate] $($input)* }
+    };
+}
 
 /// Without the `allocator-api2` feature, `define_rpmalloc!` implements no `Allocator`.
 #[cfg(not(feature = "allocator-api2"))]
@@ -133,4 +221,5 @@ pub mod __private {
     pub use crate::thread_state::ThreadState;
     #[cfg(feature = "allocator-api2")]
     pub use allocator_api2;
+    pub use rpmalloc_macros::define_rpmalloc;
 }

@@ -8,6 +8,7 @@ use quote::{format_ident, quote};
 /// Expands a `define_rpmalloc!` input: the allocator type and its implementations, preceded
 /// by a `compile_error!` for every mistake in the input.
 pub fn define_rpmalloc(tokens: TokenStream) -> TokenStream {
+    let (krate, tokens) = split_crate_path(tokens);
     match parse_input(tokens) {
         Ok(input) => {
             let errors = input
@@ -15,7 +16,7 @@ pub fn define_rpmalloc(tokens: TokenStream) -> TokenStream {
                 .as_ref()
                 .map(syn::Error::to_compile_error)
                 .unwrap_or_default();
-            let allocator = expand(&input);
+            let allocator = expand(&input, &krate);
             quote! {
                 #errors
                 #allocator
@@ -25,8 +26,25 @@ pub fn define_rpmalloc(tokens: TokenStream) -> TokenStream {
     }
 }
 
-/// The allocator type and its implementations for a parsed input, using the valid settings.
-pub fn expand(input: &Input) -> TokenStream {
+/// The path of the `rpmalloc` crate, and the input after it.
+///
+/// `rpmalloc::define_rpmalloc!` is a `macro_rules!` that calls this macro with its
+/// `$crate` in brackets first (`[$crate] input`), so the expansion names the library the
+/// way the calling crate reaches it, renamed in `Cargo.toml` or not. Called directly,
+/// without the brackets, the library is `::rpmalloc`.
+fn split_crate_path(tokens: TokenStream) -> (TokenStream, TokenStream) {
+    let mut iter = tokens.clone().into_iter();
+    if let Some(proc_macro2::TokenTree::Group(group)) = iter.next() {
+        if group.delimiter() == proc_macro2::Delimiter::Bracket {
+            return (group.stream(), iter.collect());
+        }
+    }
+    (quote!(::rpmalloc), tokens)
+}
+
+/// The allocator type and its implementations for a parsed input, using the valid
+/// settings; `krate` is the path of the `rpmalloc` crate.
+pub fn expand(input: &Input, krate: &TokenStream) -> TokenStream {
     let Input {
         attrs, vis, name, ..
     } = input;
@@ -42,9 +60,9 @@ pub fn expand(input: &Input) -> TokenStream {
     {
         // `typenum` names every power of two, so `U4096` ..= `U262144` all exist.
         let ty = format_ident!("U{}", bytes, span = ident.span());
-        quote!(::rpmalloc::typenum::#ty)
+        quote!(#krate::typenum::#ty)
     } else {
-        quote!(::rpmalloc::DefaultSpanSize)
+        quote!(#krate::DefaultSpanSize)
     };
     let constants = input
         .settings
@@ -81,15 +99,15 @@ pub fn expand(input: &Input) -> TokenStream {
             #[doc(hidden)]
             pub struct __RpmallocConfig;
 
-            static __RPMALLOC_GLOBAL: ::rpmalloc::__private::Global<__RpmallocConfig> =
-                ::rpmalloc::__private::Global::new();
+            static __RPMALLOC_GLOBAL: #krate::__private::Global<__RpmallocConfig> =
+                #krate::__private::Global::new();
 
             ::std::thread_local! {
-                static __RPMALLOC_THREAD: ::rpmalloc::__private::ThreadState =
-                    const { ::rpmalloc::__private::ThreadState::new() };
+                static __RPMALLOC_THREAD: #krate::__private::ThreadState =
+                    const { #krate::__private::ThreadState::new() };
             }
 
-            impl ::rpmalloc::Config for __RpmallocConfig {
+            impl #krate::Config for __RpmallocConfig {
                 type SpanSize = #span_size;
                 #(#constants)*
             }
@@ -97,16 +115,16 @@ pub fn expand(input: &Input) -> TokenStream {
             // SAFETY: `global` always returns the one static above and `thread_state` this
             // expansion's own thread-local, which has no destructor and so lives as long as
             // the thread.
-            unsafe impl ::rpmalloc::__private::Instance for __RpmallocConfig {
+            unsafe impl #krate::__private::Instance for __RpmallocConfig {
 
                 #[inline(always)]
-                fn global() -> &'static ::rpmalloc::__private::Global<Self> {
+                fn global() -> &'static #krate::__private::Global<Self> {
                     &__RPMALLOC_GLOBAL
                 }
 
                 #[inline(always)]
-                fn thread_state() -> *const ::rpmalloc::__private::ThreadState {
-                    __RPMALLOC_THREAD.with(|t| t as *const ::rpmalloc::__private::ThreadState)
+                fn thread_state() -> *const #krate::__private::ThreadState {
+                    __RPMALLOC_THREAD.with(|t| t as *const #krate::__private::ThreadState)
                 }
             }
 
@@ -116,19 +134,19 @@ pub fn expand(input: &Input) -> TokenStream {
                 #[inline]
                 unsafe fn alloc(&self, layout: ::core::alloc::Layout) -> *mut u8 {
                     // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-                    unsafe { ::rpmalloc::__private::alloc::<__RpmallocConfig>(layout) }
+                    unsafe { #krate::__private::alloc::<__RpmallocConfig>(layout) }
                 }
 
                 #[inline]
                 unsafe fn dealloc(&self, ptr: *mut u8, layout: ::core::alloc::Layout) {
                     // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
-                    unsafe { ::rpmalloc::__private::dealloc::<__RpmallocConfig>(ptr, layout) }
+                    unsafe { #krate::__private::dealloc::<__RpmallocConfig>(ptr, layout) }
                 }
 
                 #[inline]
                 unsafe fn alloc_zeroed(&self, layout: ::core::alloc::Layout) -> *mut u8 {
                     // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
-                    unsafe { ::rpmalloc::__private::alloc_zeroed::<__RpmallocConfig>(layout) }
+                    unsafe { #krate::__private::alloc_zeroed::<__RpmallocConfig>(layout) }
                 }
 
                 #[inline]
@@ -140,12 +158,12 @@ pub fn expand(input: &Input) -> TokenStream {
                 ) -> *mut u8 {
                     // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
                     unsafe {
-                        ::rpmalloc::__private::realloc::<__RpmallocConfig>(ptr, layout, new_size)
+                        #krate::__private::realloc::<__RpmallocConfig>(ptr, layout, new_size)
                     }
                 }
             }
 
-            ::rpmalloc::__impl_allocator!(#name, __RpmallocConfig);
+            #krate::__impl_allocator!(#name, __RpmallocConfig);
 
             impl #name {
                 /// The usable size of the live block at `ptr`: the bytes from `ptr` to
@@ -160,14 +178,14 @@ pub fn expand(input: &Input) -> TokenStream {
                 #[inline]
                 pub unsafe fn usable_size(&self, ptr: *const u8) -> usize {
                     // SAFETY: the caller's contract, which the entry point has too.
-                    unsafe { ::rpmalloc::__private::usable_size::<__RpmallocConfig>(ptr) }
+                    unsafe { #krate::__private::usable_size::<__RpmallocConfig>(ptr) }
                 }
 
                 /// This instance's counters, or `None` when it was defined without
                 /// `enable_statistics: true`.
                 #[allow(dead_code)]
-                pub fn statistics(&self) -> ::core::option::Option<::rpmalloc::Statistics> {
-                    ::rpmalloc::__private::statistics::<__RpmallocConfig>()
+                pub fn statistics(&self) -> ::core::option::Option<#krate::Statistics> {
+                    #krate::__private::statistics::<__RpmallocConfig>()
                 }
 
                 /// Gives this instance's cached memory back to the OS now: every span
@@ -178,7 +196,7 @@ pub fn expand(input: &Input) -> TokenStream {
                 /// touched).
                 #[allow(dead_code)]
                 pub fn collect(&self) {
-                    ::rpmalloc::__private::collect::<__RpmallocConfig>()
+                    #krate::__private::collect::<__RpmallocConfig>()
                 }
             }
         };
