@@ -149,7 +149,12 @@ unsafe fn alloc_slow<C: Instance, const ZERO: bool, const GROW: bool>(layout: La
 
 /// Allocates from `heap`, zeroing unless the memory is fresh from the OS when `zero`; a
 /// large block that `grow`s by `realloc` comes from the reserve when it can.
-fn alloc_from<C: Instance>(heap: &mut Heap<C>, layout: Layout, zero: bool, grow: bool) -> *mut u8 {
+pub(crate) fn alloc_from<C: Instance>(
+    heap: &mut Heap<C>,
+    layout: Layout,
+    zero: bool,
+    grow: bool,
+) -> *mut u8 {
     let size = layout.size();
     let align = layout.align();
     if align <= C::NATURAL_ALIGN && size <= C::MEDIUM_LIMIT {
@@ -159,7 +164,7 @@ fn alloc_from<C: Instance>(heap: &mut Heap<C>, layout: Layout, zero: bool, grow:
     }
     if align >= C::SPAN_SIZE {
         tick::<C>();
-        return huge::alloc::<C>(size, align);
+        return alloc_huge::<C>(heap, size, align);
     }
     if align > C::NATURAL_ALIGN {
         if let Some(p) = alloc_small_aligned(heap, size, align) {
@@ -173,7 +178,18 @@ fn alloc_from<C: Instance>(heap: &mut Heap<C>, layout: Layout, zero: bool, grow:
         return unsafe { zeroed(p, size, zero && !fresh) };
     }
     tick::<C>();
-    huge::alloc::<C>(size, align)
+    alloc_huge::<C>(heap, size, align)
+}
+
+/// Maps a huge block for `heap`, listed in it when it is a first-class heap (whose drop
+/// unmaps it).
+fn alloc_huge<C: Instance>(heap: &mut Heap<C>, size: usize, align: usize) -> *mut u8 {
+    let p = huge::alloc::<C>(size, align);
+    if heap.is_private() && !p.is_null() {
+        // SAFETY: the header of the huge block just mapped for this heap.
+        unsafe { heap.list_huge(huge::header::<C>(p, align)) };
+    }
+    p
 }
 
 /// `p`, cleared first when `zero`.

@@ -4,13 +4,16 @@
 //! counters of threads without a heap.
 
 use crate::heap::Heap;
+use crate::huge;
 use crate::instance::Instance;
 use crate::os::addr;
 use crate::params::Params;
-use crate::span::{Kind, SmallSpan, Span};
+use crate::span::{HugeHeader, Kind, Run, SmallSpan, Span};
 use crate::stats::{HeapCounters, Writer};
+use crate::thread_cache::HeapShared;
 use crate::thread_state::LIVE;
 use core::alloc::Layout;
+use core::sync::atomic::Ordering;
 
 /// Runs `update` on the calling thread's statistics counters: its heap's, or the shared
 /// ones of threads without a heap.
@@ -56,16 +59,76 @@ pub(crate) unsafe fn count_alloc<C: Instance>(ptr: *mut u8, layout: Layout) {
     with_counters::<C>(|c, w| c.allocated(layout.size(), class, w));
 }
 
-/// Counts a block about to be freed (statistics on).
+/// Counts a block about to be freed (statistics on): on its first-class heap's counters
+/// if it has one (whoever frees it: the heap's drop clears what those counted), else on
+/// the calling thread's.
 ///
 /// # Safety
 /// `ptr` is a live block of configuration `C` allocated with `layout`.
 #[inline(never)]
 pub(crate) unsafe fn count_free<C: Instance>(ptr: *mut u8, layout: Layout) {
     // SAFETY: a live block of `C` allocated with `layout` (the contract), as
-    // `class_of_block` needs.
+    // `class_of_block` and `first_class_owner` need.
+    let (class, owner) = unsafe {
+        (
+            class_of_block::<C>(ptr, layout),
+            first_class_owner::<C>(ptr, layout),
+        )
+    };
+    match owner {
+        Some(shared) => shared.counters.freed(layout.size(), class, Writer::Shared),
+        None => with_counters::<C>(|c, w| c.freed(layout.size(), class, w)),
+    }
+}
+
+/// Counts a block a first-class heap (shared part `shared`) handed out (statistics on).
+///
+/// # Safety
+/// `ptr` is null or a block of configuration `C` just allocated with `layout`.
+#[inline(never)]
+pub(crate) unsafe fn count_alloc_in<C: Instance>(
+    shared: &HeapShared,
+    ptr: *mut u8,
+    layout: Layout,
+) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: per the contract, a live block allocated with `layout`.
     let class = unsafe { class_of_block::<C>(ptr, layout) };
-    with_counters::<C>(|c, w| c.freed(layout.size(), class, w));
+    shared
+        .counters
+        .allocated(layout.size(), class, Writer::Shared);
+}
+
+/// The shared part of the first-class heap the live block at `ptr` belongs to, if it
+/// belongs to one.
+///
+/// # Safety
+/// `ptr` is a live block of configuration `C` allocated with `layout`.
+unsafe fn first_class_owner<C: Instance>(
+    ptr: *mut u8,
+    layout: Layout,
+) -> Option<&'static HeapShared> {
+    let span = if layout.align() >= C::SPAN_SIZE {
+        huge::header::<C>(ptr, layout.align())
+    } else {
+        addr::mask::<_, Span>(ptr, C::SPAN_MASK)
+    };
+    // SAFETY: per the contract the block's header is valid; its heap, if any, is a heap
+    // record, never unmapped.
+    unsafe {
+        let id = match Span::kind(span) {
+            Kind::Small => SmallSpan(span).heap(),
+            Kind::Large => Run(span).heap(),
+            Kind::Huge => HugeHeader(span).heap(),
+        };
+        if id.is_null() {
+            return None;
+        }
+        let shared = Heap::<C>::shared_of(id);
+        shared.private.load(Ordering::Relaxed).then_some(shared)
+    }
 }
 
 /// Counts a block resized without a copy (statistics on) and returns it.

@@ -17,6 +17,7 @@ use crate::instance::Instance;
 use crate::os::addr;
 use crate::params::Params;
 use crate::span::{Kind, Run, SmallSpan, Span, State};
+use crate::stats::Writer;
 use crate::thread::tick;
 use core::alloc::Layout;
 use core::sync::atomic::Ordering;
@@ -31,7 +32,18 @@ pub(crate) unsafe fn dealloc<C: Instance>(ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller's `GlobalAlloc` contract, which this function has too.
         unsafe { count_free::<C>(ptr, layout) };
     }
-    let bins = C::slot().heap.get();
+    // SAFETY: the caller's contract; `bins` are the calling thread's.
+    unsafe { dealloc_with::<C>(ptr, layout, C::slot().heap.get()) }
+}
+
+/// Frees `ptr` as the user of the heap whose bins are `bins` (uncounted): the calling
+/// thread's heap for `dealloc`, a first-class heap for `rpmalloc::Heap`.
+///
+/// # Safety
+/// As `GlobalAlloc::dealloc`; `bins` are the empty bins or a heap's whose user the caller
+/// is (its thread, or the holder of a first-class heap).
+#[inline(always)]
+pub(crate) unsafe fn dealloc_with<C: Instance>(ptr: *mut u8, layout: Layout, bins: *mut Bins) {
     if layout.align() < C::SPAN_SIZE {
         let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
         // SAFETY: with alignment below the span size a block lies in the first span of its
@@ -69,7 +81,7 @@ unsafe fn dealloc_slow<C: Instance>(ptr: *mut u8, layout: Layout, bins: *mut Bin
     if layout.align() >= C::SPAN_SIZE {
         tick::<C>();
         // SAFETY: such blocks are always huge.
-        return unsafe { huge::free::<C>(ptr, layout.align()) };
+        return unsafe { free_huge::<C>(ptr, layout.align()) };
     }
     let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
     // SAFETY: a live block's header is valid (see `dealloc`).
@@ -92,12 +104,23 @@ unsafe fn dealloc_slow<C: Instance>(ptr: *mut u8, layout: Layout, bins: *mut Bin
                 // allocating heap, as rpmalloc defers them: with several producers, each
                 // got only its own runs back, at its next miss, and mapped meanwhile
                 // (`handoff-mixed`, 4:1: peak RSS +50 %).
+                let owner = Run(span).heap();
                 if C::ENABLE_STATISTICS {
                     let bytes = Run(span).span_count() as usize * C::SPAN_SIZE;
-                    with_counters::<C>(|c, w| c.in_use(bytes.wrapping_neg(), w));
+                    let shared = Heap::<C>::shared_of(owner);
+                    if shared.private.load(Ordering::Relaxed) {
+                        // A first-class heap counts its runs itself (its drop clears them).
+                        shared.counters.in_use(bytes.wrapping_neg(), Writer::Shared);
+                    } else {
+                        with_counters::<C>(|c, w| c.in_use(bytes.wrapping_neg(), w));
+                    }
                 }
-                if Run(span).heap() == bins.cast() {
+                if owner == bins.cast() {
                     Heap::<C>::from_bins(bins).release_spans(span);
+                } else if Heap::<C>::shared_of(owner).private.load(Ordering::Relaxed) {
+                    // A first-class heap's run goes back to it alone (its mappings are
+                    // unmapped whole at its drop).
+                    Heap::<C>::return_run(owner, span);
                 } else {
                     // The freeing thread may allocate nothing itself (that consumer): its
                     // frees tick.
@@ -111,9 +134,22 @@ unsafe fn dealloc_slow<C: Instance>(ptr: *mut u8, layout: Layout, bins: *mut Bin
             }
             Kind::Huge => {
                 tick::<C>();
-                huge::free::<C>(ptr, layout.align());
+                free_huge::<C>(ptr, layout.align());
             }
         }
+    }
+}
+
+/// Unmaps a huge block, unlisting it from its first-class heap if it has one.
+///
+/// # Safety
+/// `ptr` is a live huge block of this configuration allocated with alignment `align`.
+#[cold]
+unsafe fn free_huge<C: Instance>(ptr: *mut u8, align: usize) {
+    // SAFETY: a live huge block (the contract): its header is valid until it is unmapped.
+    unsafe {
+        Heap::<C>::unlist_huge(huge::header::<C>(ptr, align));
+        huge::free::<C>(ptr, align);
     }
 }
 

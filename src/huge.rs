@@ -46,9 +46,9 @@ pub(crate) fn alloc<C: Instance>(size: usize, align: usize) -> *mut u8 {
     }
 }
 
-/// The header of a huge block.
+/// The header of a huge block allocated with alignment `align`.
 #[inline]
-fn header<C: Instance>(ptr: *mut u8, align: usize) -> *mut Span {
+pub(crate) fn header<C: Instance>(ptr: *mut u8, align: usize) -> *mut Span {
     if align >= C::SPAN_SIZE {
         addr::with_addr(ptr, ptr.addr().wrapping_sub(C::SPAN_SIZE)).cast()
     } else {

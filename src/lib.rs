@@ -62,6 +62,8 @@ pub mod config;
 mod counting;
 mod deferred;
 #[cfg(not(loom))]
+mod first_class;
+#[cfg(not(loom))]
 mod free;
 #[cfg(not(loom))]
 mod global;
@@ -101,6 +103,8 @@ mod tests;
 
 #[cfg(not(loom))]
 pub use config::{Config, DefaultSpanSize};
+#[cfg(not(loom))]
+pub use first_class::Heap;
 #[cfg(not(loom))]
 pub use stats::Statistics;
 pub use typenum;
@@ -216,6 +220,7 @@ pub mod __private {
     #[cfg(feature = "allocator-api2")]
     pub use crate::allocator_api;
     pub use crate::api::{alloc, alloc_zeroed, collect, dealloc, realloc, statistics, usable_size};
+    pub use crate::first_class::Rpmalloc;
     pub use crate::global::Global;
     pub use crate::instance::Instance;
     pub use crate::thread_state::ThreadState;

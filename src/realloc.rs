@@ -13,7 +13,7 @@ use crate::instance::Instance;
 use crate::os::addr;
 use crate::params::Params;
 use crate::size_class::{REALLOC_GRANULARITY, SMALL_SIZE_LIMIT};
-use crate::span::{Kind, Run, SmallSpan, Span, LARGE_CLASS_COUNT};
+use crate::span::{HugeHeader, Kind, Run, SmallSpan, Span, LARGE_CLASS_COUNT};
 use core::alloc::Layout;
 use core::ptr;
 
@@ -50,7 +50,9 @@ pub(crate) unsafe fn realloc<C: Instance>(
                     usable
                 }
                 Kind::Huge => {
-                    if new_size > C::LARGE_LIMIT {
+                    // A first-class heap's huge block is listed by its header's address:
+                    // moved, not remapped.
+                    if new_size > C::LARGE_LIMIT && HugeHeader(span).heap().is_null() {
                         let moved = huge::realloc::<C>(ptr, new_size);
                         if !moved.is_null() {
                             return resized_in_place::<C>(moved, layout.size(), new_size);

@@ -186,6 +186,17 @@ impl HeapCounters {
         }
     }
 
+    /// Sets every counter to zero (a first-class heap dropped with its blocks: they were
+    /// counted here alone).
+    pub(crate) fn clear(&self) {
+        self.live.store(0, Ordering::Relaxed);
+        self.in_use.store(0, Ordering::Relaxed);
+        self.reserve.store(0, Ordering::Relaxed);
+        for c in &self.class_blocks {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// A block of `size` requested bytes handed out, in size class `class` if any.
     #[inline]
     pub(crate) fn allocated(&self, size: usize, class: Option<usize>, writer: Writer) {

@@ -61,8 +61,19 @@ pub(crate) struct HeapShared {
     pub(crate) lock: SpinLock<()>,
     /// The cache.
     pub(crate) cache: SpinLock<ThreadCache>,
-    /// Statistics of the heap's thread (written by it alone, read by `statistics()`).
+    /// Statistics of the heap's thread (written by it alone, read by `statistics()`; a
+    /// first-class heap's by any thread, atomically).
     pub(crate) counters: HeapCounters,
+    /// Set while the heap is a first-class heap (`rpmalloc::Heap`): its spans come from
+    /// its own mappings only and go back to its own cache, never to the shared caches
+    /// (its drop unmaps the mappings whole), and sweeps leave it alone.
+    pub(crate) private: AtomicBool,
+    /// A first-class heap's large runs that other threads freed (a chain through
+    /// `Run::next`), for the heap to take back.
+    pub(crate) returned: SpinLock<*mut Span>,
+    /// A first-class heap's huge blocks (a list through `HugeHeader::prev`/`next`),
+    /// unmapped by their free (any thread) or by the heap's drop.
+    pub(crate) huge: SpinLock<*mut Span>,
     /// The next heap on the list, written once before this one is published.
     pub(crate) next: *const HeapShared,
 }
@@ -77,6 +88,9 @@ impl HeapShared {
             lock: SpinLock::new(()),
             cache: SpinLock::new(ThreadCache::EMPTY),
             counters: HeapCounters::new(),
+            private: AtomicBool::new(false),
+            returned: SpinLock::new(ptr::null_mut()),
+            huge: SpinLock::new(ptr::null_mut()),
             next: ptr::null(),
         }
     }
@@ -139,6 +153,12 @@ impl ThreadCache {
         spare_count: 0,
         spares: [ptr::null_mut(); MAX_CLASS_COUNT],
     };
+
+    /// Empties the cache without touching its runs (a first-class heap's drop, which
+    /// unmaps their mappings whole).
+    pub(crate) fn forget_all(&mut self) {
+        *self = ThreadCache::EMPTY;
+    }
 
     /// Bytes of the cached runs (spares not included).
     pub(crate) fn bytes(&self) -> usize {

@@ -165,7 +165,20 @@ pub fn expand(input: &Input, krate: &TokenStream) -> TokenStream {
 
             #krate::__impl_allocator!(#name, __RpmallocConfig);
 
+            // SAFETY: `__RpmallocConfig` is this expansion's own configuration.
+            unsafe impl #krate::__private::Rpmalloc for #name {
+                type Config = __RpmallocConfig;
+            }
+
             impl #name {
+                /// A new first-class heap of this allocator: not tied to a thread, and
+                /// whose drop releases every block still in it at once. See
+                /// `rpmalloc::Heap`.
+                #[allow(dead_code)]
+                pub const fn heap() -> #krate::Heap<#name> {
+                    #krate::Heap::new()
+                }
+
                 /// The usable size of the live block at `ptr`: the bytes from `ptr` to
                 /// the end of its block, at least the size it was allocated with (as
                 /// `malloc_usable_size`).

@@ -235,6 +235,18 @@ impl<C: Config> Global<C> {
         m
     }
 
+    /// Unmaps a first-class heap's mapping whole (at the heap's drop), accounting for it.
+    ///
+    /// # Safety
+    /// `master` heads a mapping of `len` bytes made by [`Global::map_spans`] for a
+    /// first-class heap (whose runs never go to other heaps, the caches or `unmap_run`),
+    /// and nothing uses any of it any more.
+    pub(crate) unsafe fn unmap_private_mapping(&self, master: *mut Span, len: usize) {
+        // SAFETY: a whole mapping of ours, unmapped once and unused (the contract).
+        unsafe { os::unmap(master.cast(), len) };
+        self.count(|s| s.unmapped(len));
+    }
+
     /// Unmaps a huge block's region, accounting for it.
     ///
     /// # Safety

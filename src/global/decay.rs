@@ -98,6 +98,11 @@ impl<C: Config> Global<C> {
         }
         if C::THREAD_CACHE && sweep.cutoff > 0 {
             for slot in self.heaps() {
+                // A first-class heap's cache holds runs of its own mappings, which go back
+                // whole at its drop.
+                if slot.private.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let guard = if sweep.wait {
                     Some(slot.cache.lock())
                 } else {

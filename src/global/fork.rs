@@ -79,6 +79,12 @@ impl<C: Config> Global<C> {
             slot.cache.raw_lock();
         }
         self.cache.lock_all();
+        // Leaf locks (nothing is taken while they are held): first-class heaps' lists.
+        for slot in self.heaps() {
+            slot.returned.raw_lock();
+            slot.huge.raw_lock();
+        }
+        self.spare_heaps.raw_lock();
     }
 
     /// Releases what [`Global::lock_all`] took (in the parent after `fork`).
@@ -88,6 +94,11 @@ impl<C: Config> Global<C> {
     pub(super) unsafe fn unlock_all(&self) {
         // SAFETY: `lock_all` took each of these locks on the calling thread (the contract).
         unsafe {
+            self.spare_heaps.raw_unlock();
+            for slot in self.heaps() {
+                slot.huge.raw_unlock();
+                slot.returned.raw_unlock();
+            }
             self.cache.unlock_all();
             for slot in self.heaps() {
                 slot.cache.raw_unlock();
@@ -109,7 +120,10 @@ impl<C: Config> Global<C> {
         // them all before `fork`, so no structure was mid-update.
         unsafe {
             self.cache.reset_locks();
+            self.spare_heaps.force_unlock();
             for slot in self.heaps() {
+                slot.huge.force_unlock();
+                slot.returned.force_unlock();
                 slot.cache.force_unlock();
                 slot.lock.force_unlock();
             }

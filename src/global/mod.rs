@@ -69,6 +69,9 @@ pub struct Global<C> {
     /// Heaps of exited threads (their records' addresses, as spans name their heap),
     /// linked through `Heap::next_orphan`; the list is of this configuration's heaps only.
     pub(crate) orphans: SpinLock<*mut u8>,
+    /// Records of dropped first-class heaps (`rpmalloc::Heap`), cleared, for the next one;
+    /// linked through `Heap::next_orphan` like the orphans.
+    pub(crate) spare_heaps: SpinLock<*mut u8>,
     /// The pthread key whose destructor retires a thread's heap, plus one (0: not created).
     pub(crate) exit_key: AtomicUsize,
     /// Statistics (updated only with `enable_statistics`).
@@ -95,6 +98,7 @@ impl<C: Config> Global<C> {
             notices_in_flight: AtomicUsize::new(0),
             forking: AtomicBool::new(false),
             orphans: SpinLock::new(ptr::null_mut()),
+            spare_heaps: SpinLock::new(ptr::null_mut()),
             exit_key: AtomicUsize::new(0),
             stats: Counters::new(),
             _config: PhantomData,

@@ -40,8 +40,11 @@ use core::ptr;
 use core::sync::atomic::Ordering;
 
 mod orphan;
+mod private;
 mod small;
 mod spans;
+
+pub(crate) use private::Mappings;
 
 /// A heap's record: the owner part first (so a `*mut Bins` from the thread slot is also
 /// the record's address), then the part other threads reach. Mapped once, never
@@ -78,6 +81,11 @@ pub(crate) struct Heap<C> {
     reserve_master: *mut Span,
     /// Next heap on the orphan list (written under the orphan lock).
     pub(crate) next_orphan: *mut Heap<C>,
+    /// A first-class heap (`rpmalloc::Heap`, see `private.rs`): the owner's copy of
+    /// `HeapShared::private`.
+    private: bool,
+    /// A first-class heap's mappings (empty for a thread heap).
+    mappings: Mappings,
     /// Spans of each count this heap has handed out and not taken back (adaptive cache).
     span_in_use: [u32; LARGE_CLASS_COUNT],
     /// Highest `span_in_use` seen (adaptive cache).
@@ -103,6 +111,8 @@ impl<C> HeapRecord<C> {
             reserve_count: 0,
             reserve_master: ptr::null_mut(),
             next_orphan: ptr::null_mut(),
+            private: false,
+            mappings: Mappings::EMPTY,
             span_in_use: [0; LARGE_CLASS_COUNT],
             span_peak: [0; LARGE_CLASS_COUNT],
             _config: PhantomData,
@@ -247,7 +257,12 @@ impl<C: Instance> Heap<C> {
         // thread does not allocate. A heap taking its notices (its lock held) is skipped;
         // orphaned heaps settle theirs at each notice.
         for heap in global.heaps() {
-            if heap.notices.is_empty_relaxed() || heap.orphaned.load(Ordering::Relaxed) {
+            // First-class heaps settle their notices when used (or dropped): their spans
+            // must not leave them.
+            if heap.notices.is_empty_relaxed()
+                || heap.orphaned.load(Ordering::Relaxed)
+                || heap.private.load(Ordering::Relaxed)
+            {
                 continue;
             }
             let Some(_lock) = heap.lock.try_lock() else {

@@ -36,6 +36,11 @@ impl<C: Instance> Heap<C> {
             self.take_notices();
             span = self.cache_pop(count);
         }
+        if span.is_null() && self.private {
+            // A first-class heap takes only its own runs: those other threads freed first.
+            self.take_returned();
+            span = self.cache_pop(count);
+        }
         if !span.is_null() {
             return (span, false);
         }
@@ -46,7 +51,7 @@ impl<C: Instance> Heap<C> {
         // could not serve: a thread with a reserve that hoarded batches would leave other
         // threads to map (rpbench realloc, 8 threads: peak RSS +1.5 %).
         let global = C::global();
-        if global.has_cached(count) {
+        if !self.private && global.has_cached(count) {
             // Or when the global cache holds two batches or more: then a batch hoards nothing
             // another thread would need, and the next refills skip the lock (a pipeline's
             // producer, whose consumer returns spans a batch at a time, took the lock for
@@ -99,10 +104,10 @@ impl<C: Instance> Heap<C> {
             return (self.take_reserve(count), true);
         }
         let mut span = ptr::null_mut();
-        if C::THREAD_CACHE && !self.shared().orphaned.load(Ordering::Relaxed) {
+        if (C::THREAD_CACHE && !self.shared().orphaned.load(Ordering::Relaxed)) || self.private {
             span = self.shared().cache.lock().pop_longest(count, C::SPAN_SIZE);
         }
-        if span.is_null() {
+        if span.is_null() && !self.private {
             span = C::global().extract_longest(count);
         }
         if !span.is_null() {
@@ -114,7 +119,7 @@ impl<C: Instance> Heap<C> {
     /// A run of `count` spans from the thread cache; null if it has none (or is off).
     #[inline]
     pub(super) fn cache_pop(&mut self, count: usize) -> *mut Span {
-        if C::THREAD_CACHE {
+        if C::THREAD_CACHE || self.private {
             self.shared().cache.lock().pop(count, C::SPAN_SIZE)
         } else {
             ptr::null_mut()
@@ -132,10 +137,10 @@ impl<C: Instance> Heap<C> {
     /// and mostly unused, per small block.
     pub(super) fn take_larger(&mut self, count: usize) -> *mut Span {
         let mut span = ptr::null_mut();
-        if C::THREAD_CACHE && !self.shared().orphaned.load(Ordering::Relaxed) {
+        if (C::THREAD_CACHE && !self.shared().orphaned.load(Ordering::Relaxed)) || self.private {
             span = self.shared().cache.lock().pop_larger(count, C::SPAN_SIZE);
         }
-        if span.is_null() {
+        if span.is_null() && !self.private {
             span = C::global().extract_larger(count);
         }
         if span.is_null() {
@@ -160,6 +165,14 @@ impl<C: Instance> Heap<C> {
         let span = C::global().map_spans(map_count);
         if span.is_null() {
             return (ptr::null_mut(), false);
+        }
+        if self.private {
+            let len = (map_count * C::SPAN_SIZE).next_multiple_of(crate::os::page_size());
+            if !self.list_mapping(span, len) {
+                // SAFETY: the whole mapping just made, unused.
+                unsafe { C::global().unmap_private_mapping(span, len) };
+                return (ptr::null_mut(), false);
+            }
         }
         if map_count > count {
             self.release_reserve();
@@ -221,13 +234,20 @@ impl<C: Instance> Heap<C> {
         true
     }
 
-    /// Gives the unused reserve back to the OS.
+    /// Gives the unused reserve back to the OS (a first-class heap's to its cache: its
+    /// mappings go back whole, at its drop).
     pub(super) fn release_reserve(&mut self) {
         if self.reserve_count > 0 {
             let count = self.reserve_count;
             let span = self.take_reserve(count);
             // SAFETY: a free run, now with its header written.
-            unsafe { C::global().unmap_run(span) };
+            unsafe {
+                if self.private {
+                    self.cache_run(span, count);
+                } else {
+                    C::global().unmap_run(span);
+                }
+            }
         }
     }
 
@@ -278,6 +298,7 @@ impl<C: Instance> Heap<C> {
     /// # Safety
     /// As [`Heap::release_spans`].
     pub(crate) unsafe fn release_foreign_run(&mut self, span: *mut Span) {
+        debug_assert!(!self.private, "a first-class heap freed another heap's run");
         // SAFETY: per the contract, a valid free run header that no list holds.
         unsafe {
             let count = Run(span).span_count() as usize;
@@ -302,6 +323,21 @@ impl<C: Instance> Heap<C> {
         limit: usize,
     ) {
         let global = C::global();
+        if shared.private.load(Ordering::Relaxed) {
+            // A first-class heap keeps every run it frees (its mappings go back whole).
+            // SAFETY: per the contract, a free run no list holds.
+            unsafe {
+                shared.cache.lock().push(
+                    span,
+                    count,
+                    global.epoch(),
+                    C::SPAN_SIZE,
+                    usize::MAX,
+                    usize::MAX,
+                )
+            };
+            return;
+        }
         if C::THREAD_CACHE && !shared.orphaned.load(Ordering::Relaxed) {
             let mut cache = shared.cache.lock();
             // SAFETY: per the contract, a free run no list holds.
@@ -358,10 +394,10 @@ impl<C: Instance> Heap<C> {
         if span.is_null() {
             return (ptr::null_mut(), false);
         }
-        // A large run's owner is only ever compared with a thread slot's pointer, never
-        // followed (no notices for large runs), so the address alone will do: taken from
-        // `self`, it saves the load of `record` (1 instruction per large pair).
-        let id = ptr::from_mut(self).cast::<u8>();
+        // A large run's owner is compared with the freeing thread's heap, and followed when
+        // it is not that heap (to see whether it is a first-class heap, which takes its
+        // runs back): the record's address with its provenance.
+        let id = self.id();
         // SAFETY: a free run of `count` spans; only block fields are written. `heap` tells
         // the free whether the freeing thread's heap allocated it (then its thread cache
         // takes the run back) or not (then the global cache does, where the allocating

@@ -206,5 +206,12 @@ view! {
         map_head / set_map_head: usize,
         /// Alignment slack mapped after `map_size`.
         map_tail / set_map_tail: usize,
+        /// The first-class heap the block belongs to (its record's address), or null for
+        /// a block of the thread heaps (a fresh mapping reads as null).
+        heap / set_heap: *mut u8,
+        /// Links in the first-class heap's list of huge blocks (under its lock).
+        prev / set_prev: *mut Span,
+        /// Links in the first-class heap's list of huge blocks (under its lock).
+        next / set_next: *mut Span,
     }
 }
