@@ -41,7 +41,10 @@ const _: () = assert!(LARGE_CLASS_COUNT <= 64);
 /// | `draining` | threads draining an orphaned heap (`Heap::drain_orphan`) | same |
 /// | `lock` | the heap's user, sweeps | — |
 /// | `cache` | under its lock: the heap's user, sweeps, `collect()` | same |
-/// | `counters` | see [`HeapCounters`] | `statistics()` |
+/// | `counters` | see [`HeapCounters`] (a first-class heap's: any thread, atomically) | `statistics()` |
+/// | `private` | the heap's creator and its drop (no block of it exists then) | frees of its blocks, sweeps |
+/// | `returned` | under its lock: threads freeing a first-class heap's large run; the heap's user | same |
+/// | `huge` | under its lock: the heap's user, threads freeing one of its huge blocks | same |
 /// | `next` | once, before the part is published | list walkers |
 // `notices` first: the inline refill reads it beside the owner part's last field, its tick
 // count (`Heap::ticks`).

@@ -204,13 +204,24 @@ impl<C: Instance> Heap<C> {
     ///
     /// # Safety
     /// `span` is the header of a live huge block of this configuration being freed.
+    #[inline(always)]
     pub(crate) unsafe fn unlist_huge(span: *mut Span) {
         // SAFETY: a live huge header (the contract); `heap` was written before the block
         // was handed out.
         let heap = unsafe { HugeHeader(span).heap() };
-        if heap.is_null() {
-            return;
+        if !heap.is_null() {
+            // SAFETY: the contract, and the block has a first-class heap.
+            unsafe { Self::unlist_listed_huge(heap, span) };
         }
+    }
+
+    /// [`Heap::unlist_huge`] for a block of the first-class heap `heap`.
+    ///
+    /// # Safety
+    /// `span` is the header of a live huge block of the first-class heap `heap`, being
+    /// freed.
+    #[cold]
+    unsafe fn unlist_listed_huge(heap: *mut u8, span: *mut Span) {
         // SAFETY: a first-class heap's record, never unmapped.
         let shared = unsafe { Self::shared_of(heap) };
         let mut head = shared.huge.lock();

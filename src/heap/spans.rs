@@ -323,21 +323,6 @@ impl<C: Instance> Heap<C> {
         limit: usize,
     ) {
         let global = C::global();
-        if shared.private.load(Ordering::Relaxed) {
-            // A first-class heap keeps every run it frees (its mappings go back whole).
-            // SAFETY: per the contract, a free run no list holds.
-            unsafe {
-                shared.cache.lock().push(
-                    span,
-                    count,
-                    global.epoch(),
-                    C::SPAN_SIZE,
-                    usize::MAX,
-                    usize::MAX,
-                )
-            };
-            return;
-        }
         if C::THREAD_CACHE && !shared.orphaned.load(Ordering::Relaxed) {
             let mut cache = shared.cache.lock();
             // SAFETY: per the contract, a free run no list holds.
@@ -351,10 +336,28 @@ impl<C: Instance> Heap<C> {
                     C::THREAD_CACHE_BYTES,
                 )
             };
-            if over {
+            // A first-class heap keeps every run it frees, beyond the bounds too (its
+            // mappings go back whole, at its drop); checked only here, off the common path.
+            if over && !shared.private.load(Ordering::Relaxed) {
                 drop(cache);
                 Self::spill(shared, count, limit);
             }
+            return;
+        }
+        if shared.private.load(Ordering::Relaxed) {
+            // A first-class heap of a configuration without thread caches: its own cache
+            // all the same, unbounded.
+            // SAFETY: per the contract, a free run no list holds.
+            unsafe {
+                shared.cache.lock().push(
+                    span,
+                    count,
+                    global.epoch(),
+                    C::SPAN_SIZE,
+                    usize::MAX,
+                    usize::MAX,
+                )
+            };
             return;
         }
         // SAFETY: per the contract, a free run no list holds.
