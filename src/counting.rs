@@ -13,7 +13,6 @@ use crate::stats::{HeapCounters, Writer};
 use crate::thread_cache::HeapShared;
 use crate::thread_state::LIVE;
 use core::alloc::Layout;
-use core::sync::atomic::Ordering;
 
 /// Runs `update` on the calling thread's statistics counters: its heap's, or the shared
 /// ones of threads without a heap.
@@ -127,7 +126,7 @@ unsafe fn first_class_owner<C: Instance>(
             return None;
         }
         let shared = Heap::<C>::shared_of(id);
-        shared.private.load(Ordering::Relaxed).then_some(shared)
+        shared.private.then_some(shared)
     }
 }
 

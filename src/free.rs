@@ -108,7 +108,7 @@ unsafe fn dealloc_slow<C: Instance>(ptr: *mut u8, layout: Layout, bins: *mut Bin
                 if C::ENABLE_STATISTICS {
                     let bytes = Run(span).span_count() as usize * C::SPAN_SIZE;
                     let shared = Heap::<C>::shared_of(owner);
-                    if shared.private.load(Ordering::Relaxed) {
+                    if shared.private {
                         // A first-class heap counts its runs itself (its drop clears them).
                         shared.counters.in_use(bytes.wrapping_neg(), Writer::Shared);
                     } else {
@@ -117,7 +117,7 @@ unsafe fn dealloc_slow<C: Instance>(ptr: *mut u8, layout: Layout, bins: *mut Bin
                 }
                 if owner == bins.cast() {
                     Heap::<C>::from_bins(bins).release_spans(span);
-                } else if Heap::<C>::shared_of(owner).private.load(Ordering::Relaxed) {
+                } else if Heap::<C>::shared_of(owner).private {
                     // A first-class heap's run goes back to it alone (its mappings are
                     // unmapped whole at its drop).
                     Heap::<C>::return_run(owner, span);

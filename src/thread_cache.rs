@@ -42,7 +42,7 @@ const _: () = assert!(LARGE_CLASS_COUNT <= 64);
 /// | `lock` | the heap's user, sweeps | — |
 /// | `cache` | under its lock: the heap's user, sweeps, `collect()` | same |
 /// | `counters` | see [`HeapCounters`] (a first-class heap's: any thread, atomically) | `statistics()` |
-/// | `private` | the heap's creator and its drop (no block of it exists then) | frees of its blocks, sweeps |
+/// | `private` | once, before the part is published | frees of its blocks, sweeps |
 /// | `returned` | under its lock: threads freeing a first-class heap's large run; the heap's user | same |
 /// | `huge` | under its lock: the heap's user, threads freeing one of its huge blocks | same |
 /// | `next` | once, before the part is published | list walkers |
@@ -67,10 +67,11 @@ pub(crate) struct HeapShared {
     /// Statistics of the heap's thread (written by it alone, read by `statistics()`; a
     /// first-class heap's by any thread, atomically).
     pub(crate) counters: HeapCounters,
-    /// Set while the heap is a first-class heap (`rpmalloc::Heap`): its spans come from
-    /// its own mappings only and go back to its own cache, never to the shared caches
-    /// (its drop unmaps the mappings whole), and sweeps leave it alone.
-    pub(crate) private: AtomicBool,
+    /// The heap is a first-class heap (`rpmalloc::Heap`): its spans come from its own
+    /// mappings only and go back to its own cache, never to the shared caches (its drop
+    /// unmaps the mappings whole), and sweeps leave it alone. Written once, before the
+    /// record is published to the list of heaps; a record never changes kind.
+    pub(crate) private: bool,
     /// A first-class heap's large runs that other threads freed (a chain through
     /// `Run::next`), for the heap to take back.
     pub(crate) returned: SpinLock<*mut Span>,
@@ -91,7 +92,7 @@ impl HeapShared {
             lock: SpinLock::new(()),
             cache: SpinLock::new(ThreadCache::EMPTY),
             counters: HeapCounters::new(),
-            private: AtomicBool::new(false),
+            private: false,
             returned: SpinLock::new(ptr::null_mut()),
             huge: SpinLock::new(ptr::null_mut()),
             next: ptr::null(),

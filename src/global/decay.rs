@@ -100,7 +100,7 @@ impl<C: Config> Global<C> {
             for slot in self.heaps() {
                 // A first-class heap's cache holds runs of its own mappings, which go back
                 // whole at its drop.
-                if slot.private.load(Ordering::Relaxed) {
+                if slot.private {
                     continue;
                 }
                 let guard = if sweep.wait {

@@ -130,6 +130,14 @@ impl<C: Instance> Heap<C> {
     /// never partially unmapped, which is exactly what that crate offers.
     #[cold]
     pub(crate) fn create() -> *mut Heap<C> {
+        Self::create_record(false)
+    }
+
+    /// [`Heap::create`] for a thread heap (`private` false) or a first-class heap
+    /// (`private` true: the flag is set before the record is published to the
+    /// configuration's list, so sweeps never see it otherwise, and it never changes).
+    #[cold]
+    pub(super) fn create_record(private: bool) -> *mut Heap<C> {
         let len = core::mem::size_of::<HeapRecord<C>>();
         let record = crate::os::map_record(len).cast::<HeapRecord<C>>();
         if record.is_null() {
@@ -143,6 +151,8 @@ impl<C: Instance> Heap<C> {
             // built on the stack first: 2 000 instructions more per thread).
             record.write(HeapRecord::NEW);
             (*record).heap.record = record;
+            (*record).heap.private = private;
+            (*record).shared.private = private;
             global.register(&raw mut (*record).shared);
         }
         global.count(|s| s.heap_created(len.next_multiple_of(crate::os::page_size())));
@@ -261,7 +271,7 @@ impl<C: Instance> Heap<C> {
             // must not leave them.
             if heap.notices.is_empty_relaxed()
                 || heap.orphaned.load(Ordering::Relaxed)
-                || heap.private.load(Ordering::Relaxed)
+                || heap.private
             {
                 continue;
             }

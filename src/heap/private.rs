@@ -24,7 +24,6 @@ use crate::instance::Instance;
 use crate::os;
 use crate::span::{HugeHeader, Run, Span};
 use core::ptr;
-use core::sync::atomic::Ordering;
 
 /// One mapping of a first-class heap: its first span and its length in bytes.
 #[derive(Clone, Copy)]
@@ -105,7 +104,9 @@ impl Mappings {
 
 impl<C: Instance> Heap<C> {
     /// A heap for `rpmalloc::Heap`: a spare first-class record, or a new one; null when
-    /// the OS refuses. It is private from here until [`Heap::destroy_private`].
+    /// the OS refuses. A record is private for good: the flag is set before a new record
+    /// is published (sweeps skip it from the start) and dropped heaps' records are reused
+    /// only as first-class heaps.
     pub(crate) fn create_private() -> *mut Heap<C> {
         let global = C::global();
         let spare = {
@@ -120,21 +121,11 @@ impl<C: Instance> Heap<C> {
             }
             heap
         };
-        let heap = if spare.is_null() {
-            Self::create()
+        if spare.is_null() {
+            Self::create_record(true)
         } else {
             spare
-        };
-        if !heap.is_null() {
-            // SAFETY: a heap record no thread and no other first-class heap uses.
-            unsafe {
-                (*heap).private = true;
-                Self::shared_of(heap.cast())
-                    .private
-                    .store(true, Ordering::Relaxed);
-            }
         }
-        heap
     }
 
     /// Whether this is a first-class heap.
@@ -277,12 +268,11 @@ impl<C: Instance> Heap<C> {
         shared.counters.clear();
         let record = this.record;
         // SAFETY: the owner part is ours (the contract; `this` is not used again): a
-        // cleared one, with its record. The flag is not read any more: no block of the
-        // heap is left for a free to look it up.
+        // cleared one, with its record, still private (for good, see `create_private`).
         unsafe {
             heap.write(HeapRecord::<C>::NEW.heap);
             (*heap).record = record;
-            shared.private.store(false, Ordering::Relaxed);
+            (*heap).private = true;
             let mut spares = global.spare_heaps.lock();
             (*heap).next_orphan = (*spares).cast();
             *spares = heap.cast();

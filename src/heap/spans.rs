@@ -338,13 +338,13 @@ impl<C: Instance> Heap<C> {
             };
             // A first-class heap keeps every run it frees, beyond the bounds too (its
             // mappings go back whole, at its drop); checked only here, off the common path.
-            if over && !shared.private.load(Ordering::Relaxed) {
+            if over && !shared.private {
                 drop(cache);
                 Self::spill(shared, count, limit);
             }
             return;
         }
-        if shared.private.load(Ordering::Relaxed) {
+        if shared.private {
             // A first-class heap of a configuration without thread caches: its own cache
             // all the same, unbounded.
             // SAFETY: per the contract, a free run no list holds.

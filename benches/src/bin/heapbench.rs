@@ -51,7 +51,8 @@ impl<G: GlobalAlloc + 'static> Copy for Via<G> {}
 unsafe impl<G: GlobalAlloc + 'static> Allocator for Via<G> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if layout.size() == 0 {
-            let p = NonNull::new(std::ptr::without_provenance_mut(layout.align())).ok_or(AllocError)?;
+            let p =
+                NonNull::new(std::ptr::without_provenance_mut(layout.align())).ok_or(AllocError)?;
             return Ok(NonNull::slice_from_raw_parts(p, 0));
         }
         // SAFETY: a non-zero size.
@@ -207,7 +208,10 @@ fn main() {
                 .expect("run a variant");
             assert!(out.status.success(), "{v} failed");
             let text = String::from_utf8_lossy(&out.stdout);
-            let f: Vec<f64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            let f: Vec<f64> = text
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect();
             results[i].0.push(f[0]);
             results[i].1.push(f[1]);
             results[i].2.push(f[2]);
