@@ -163,9 +163,11 @@ fn many_heaps_at_once_and_across_threads() {
         }
         maps.push(m);
     }
+    let key = (scaled(2_000) as u64 - 1).min(17);
     for (h, m) in maps.iter().enumerate() {
-        assert_eq!(m[&17].0, h as u64);
-        assert_eq!(m[&17].1, "17");
+        assert_eq!(m.len(), scaled(2_000));
+        assert_eq!(m[&key].0, h as u64);
+        assert_eq!(m[&key].1, key.to_string());
     }
     drop(maps);
     // Heaps move to other threads (they are `Send`) and are used and dropped there.
