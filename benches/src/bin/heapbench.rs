@@ -1,7 +1,9 @@
 //! First-class heaps against individual frees and a bump arena: build a binary search
-//! tree of `N` nodes (random keys, 48-byte nodes in `Box`es) through an `Allocator`, then
-//! get rid of it — by dropping the heap (or arena) with the tree still in it, or by
-//! freeing node by node.
+//! tree of `N` nodes (random keys, nodes in `Box`es) through an `Allocator`, then get rid
+//! of it — by dropping the heap (or arena) with the tree still in it, or by freeing node
+//! by node. A node is 40 bytes when the allocator is a zero-sized type (a
+//! `define_rpmalloc!` type) and 56 when it is a reference (`&heap`, `&bump`, the peers'
+//! adapter), since every `Box` carries its allocator: the table prints it.
 //!
 //! `heapbench [N] [ROUNDS]` runs every variant in a child process of its own (so peak RSS
 //! is the variant's) `ROUNDS` times, interleaved, and prints the median build and release
@@ -73,7 +75,7 @@ unsafe impl<G: GlobalAlloc + 'static> Allocator for Via<G> {
 static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static SYSTEM: System = System;
 
-/// A tree node: 48 bytes with its links.
+/// A tree node: a key, a value and two links (each a `Box`, which holds its allocator).
 struct Node<A: Allocator> {
     key: u64,
     value: [u64; 2],
@@ -129,6 +131,16 @@ fn peak_rss() -> usize {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// The bytes of a node for each variant's allocator.
+fn node_bytes(variant: &str) -> usize {
+    match variant {
+        "ours-free" => size_of::<Node<FastAlloc>>(),
+        "ours-heap-drop" | "ours-heap-free" => size_of::<Node<&rpmalloc::Heap<FastAlloc>>>(),
+        "bumpalo-drop" => size_of::<Node<&bumpalo::Bump>>(),
+        _ => size_of::<Node<Via<System>>>(),
+    }
 }
 
 /// Runs one variant: build time, release time (seconds), peak RSS.
@@ -223,11 +235,11 @@ fn main() {
         median(results[base].1.clone()),
         median(results[base].2.clone()),
     );
-    println!("heapbench: a tree of {n} 48-byte nodes, median of {rounds} rounds (each variant in its own process)");
+    println!("heapbench: a tree of {n} nodes, median of {rounds} rounds (each variant in its own process)");
     println!(
-        "| variant | build ms | release ms | peak RSS MiB | build / system | release / system | peak / system |"
+        "| variant | node bytes | build ms | release ms | peak RSS MiB | build / system | release / system | peak / system |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (i, v) in VARIANTS.iter().enumerate() {
         let (b, r, rss) = (
             median(results[i].0.clone()),
@@ -235,7 +247,8 @@ fn main() {
             median(results[i].2.clone()),
         );
         println!(
-            "| {v} | {:.1} | {:.2} | {:.1} | {:.2} | {:.3} | {:.2} |",
+            "| {v} | {} | {:.1} | {:.2} | {:.1} | {:.2} | {:.3} | {:.2} |",
+            node_bytes(v),
             b * 1e3,
             r * 1e3,
             rss / 1048576.0,
