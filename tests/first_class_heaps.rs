@@ -112,18 +112,21 @@ fn blocks_freed_on_other_threads_before_the_drop() {
     // Raw blocks of every kind, handed to another thread that frees them through the
     // allocator's `GlobalAlloc` (a heap is not `Sync`: `&heap` stays here).
     let sizes = [24usize, 700, 9_000, 70_000, 300_000, 2 << 20];
-    let blocks: std::vec::Vec<(usize, usize)> = (0..n)
+    /// A block handed to another thread (with its provenance, not as an address).
+    struct Sent(*mut u8, usize);
+    // SAFETY: the block is handed over whole: the receiving thread alone uses it.
+    unsafe impl Send for Sent {}
+    let blocks: std::vec::Vec<Sent> = (0..n)
         .map(|i| {
             let size = sizes[i % sizes.len()];
             let p = heap.allocate(layout(size, 16)).unwrap().cast::<u8>();
             // SAFETY: a fresh block of `size` bytes.
             unsafe { p.as_ptr().write_bytes(i as u8, size) };
-            (p.as_ptr() as usize, size)
+            Sent(p.as_ptr(), size)
         })
         .collect();
     std::thread::spawn(move || {
-        for (i, &(addr, size)) in blocks.iter().enumerate() {
-            let p = addr as *mut u8;
+        for (i, &Sent(p, size)) in blocks.iter().enumerate() {
             // SAFETY: a live block of `FastAlloc`'s heap with this layout, freed once.
             unsafe {
                 assert_eq!(*p.add(size - 1), i as u8);
