@@ -24,7 +24,7 @@ type Block = Result<NonNull<[u8]>, AllocError>;
 
 /// A dangling, non-null pointer aligned to `layout`, for a zero-sized block.
 #[inline]
-fn dangling(layout: Layout) -> NonNull<[u8]> {
+pub(crate) fn dangling(layout: Layout) -> NonNull<[u8]> {
     // The alignment is a non-zero power of two.
     let ptr = ptr::without_provenance_mut::<u8>(layout.align());
     NonNull::slice_from_raw_parts(NonNull::new(ptr).unwrap_or(NonNull::dangling()), 0)
@@ -32,7 +32,7 @@ fn dangling(layout: Layout) -> NonNull<[u8]> {
 
 /// `ptr` with `len` bytes, or the error for null.
 #[inline]
-fn answer(ptr: *mut u8, len: usize) -> Block {
+pub(crate) fn answer(ptr: *mut u8, len: usize) -> Block {
     match NonNull::new(ptr) {
         Some(ptr) => Ok(NonNull::slice_from_raw_parts(ptr, len)),
         None => Err(AllocError),

@@ -243,22 +243,10 @@ impl<A: Rpmalloc> Drop for Heap<A> {
 #[cfg(feature = "allocator-api2")]
 mod allocator {
     use super::{Heap, Rpmalloc};
+    use crate::allocator_api::{answer, dangling};
     use allocator_api2::alloc::{AllocError, Allocator};
     use core::alloc::Layout;
-    use core::ptr::{self, NonNull};
-
-    /// A dangling, non-null pointer aligned to `layout`, for a zero-sized block.
-    fn dangling(layout: Layout) -> NonNull<[u8]> {
-        let ptr = ptr::without_provenance_mut::<u8>(layout.align());
-        NonNull::slice_from_raw_parts(NonNull::new(ptr).unwrap_or(NonNull::dangling()), 0)
-    }
-
-    /// `ptr` with `len` bytes, or the error for null.
-    fn answer(ptr: *mut u8, len: usize) -> Result<NonNull<[u8]>, AllocError> {
-        NonNull::new(ptr)
-            .map(|p| NonNull::slice_from_raw_parts(p, len))
-            .ok_or(AllocError)
-    }
+    use core::ptr::NonNull;
 
     // SAFETY: blocks stay valid until freed through the heap (or `A`'s `GlobalAlloc`) or
     // until the heap is dropped, which needs `&mut` and so waits for every borrow (every

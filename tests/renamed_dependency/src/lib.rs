@@ -19,7 +19,7 @@ mod tests {
         // SAFETY: a non-zero size; freed once below with the same layout.
         unsafe {
             let p = Renamed.alloc(layout);
-            assert!(!p.is_null() && p as usize % 64 == 0);
+            assert!(!p.is_null() && (p as usize).is_multiple_of(64));
             p.write_bytes(0x5A, 1000);
             assert!(Renamed.usable_size(p) >= 1000);
             Renamed.dealloc(p, layout);
