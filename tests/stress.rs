@@ -267,16 +267,14 @@ struct Handout {
     raw: Vec<Raw>,
 }
 
+/// A vector of `len` bytes, a pattern of `id` (see `common::pattern_vec`).
 fn bytes_of(id: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u64 * 31 + id) as u8).collect()
+    common::pattern_vec(len, id)
 }
 
 fn check_bytes(id: u64, bytes: &[u8], what: &str) {
     assert!(
-        bytes
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == (i as u64 * 31 + id) as u8),
+        common::has_pattern(bytes, id),
         "{what} of thread {id} corrupted"
     );
 }

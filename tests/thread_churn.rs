@@ -56,7 +56,7 @@ fn leftovers(id: u64) -> Leftovers {
 fn check_and_free(l: Leftovers) {
     let id = l.id;
     assert_eq!(l.bytes.len(), (id as usize * 97) % 5000 + 1);
-    assert!(l.bytes.iter().all(|&b| b == id as u8));
+    assert!(common::all_bytes_are(&l.bytes, id as u8));
     assert_eq!(l.text, format!("thread {id} was here"));
     assert_eq!(l.words.len() as u64, id % 300 + 1);
     assert!(l.words.iter().enumerate().all(|(w, &x)| x == w as u64 * id));

@@ -34,7 +34,7 @@ test_config!(
 );
 
 /// `n` in a normal build; under Miri, which interprets every instruction (a few hundred
-/// times slower), `n / 50` (at least 1). Tests scale their counts with it, not their logic.
+/// times slower), `n / 500` (at least 1). Tests scale their counts with it, not their logic.
 pub(crate) const fn scaled(n: usize) -> usize {
     if cfg!(miri) {
         if n / 500 > 0 {
@@ -96,9 +96,10 @@ fn roundtrip<C: Instance>(sizes: &[usize], align: usize) {
     }
 }
 
-/// Sizes for `every_size_class_and_kind_roundtrips`: each class's block size (under Miri)
-/// or sizes 7 bytes apart up to 2 KiB (which meet every class below it), then medium,
-/// large and huge sizes.
+/// Sizes for `every_size_class_and_kind_roundtrips`: each class's block size (under Miri,
+/// at the natural alignment) or sizes 7 bytes apart up to 2 KiB (which meet every class
+/// below it; under Miri, at the other alignments, 193 bytes apart), then medium, large and
+/// huge sizes.
 fn sizes_of_every_kind<C: Instance>(every_class: bool) -> Vec<usize> {
     let mut sizes: Vec<usize> = if every_class {
         let mut classes: Vec<usize> = C::CLASSES
@@ -110,7 +111,7 @@ fn sizes_of_every_kind<C: Instance>(every_class: bool) -> Vec<usize> {
         classes.dedup();
         classes
     } else if cfg!(miri) {
-        (1..=2048).step_by(97).collect()
+        (1..=2048).step_by(193).collect()
     } else {
         (1..=2048).step_by(7).collect()
     };
