@@ -124,7 +124,7 @@ fn blocks_outlive_hundreds_of_short_lived_threads() {
 }
 
 /// Blocks in each [`churn`] thread's working set; it returns 4 of them.
-const WORKING_SET: u64 = if cfg!(miri) { 16 } else { 64 };
+const WORKING_SET: u64 = if cfg!(miri) { 10 } else { 64 };
 
 /// Runs `threads` threads, `at_once` at a time, each allocating a working set from
 /// `Counted`, freeing most of it and returning the rest; returns the survivors.

@@ -414,7 +414,7 @@ fn pthread_key_destructors_allocate_after_the_heap_is_retired() {
 fn late_teardown_allocations_keep_heaps_reused() {
     static OUT: Mutex<Vec<KeyHandout>> = Mutex::new(Vec::new());
     static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    const THREADS: u64 = if cfg!(miri) { 10 } else { 100 };
+    const THREADS: u64 = if cfg!(miri) { 6 } else { 100 };
     key();
     let mut kept = Vec::new();
     // One thread at a time, each allocating from Counted while alive and again after its
