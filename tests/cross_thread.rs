@@ -125,7 +125,7 @@ fn std_values_dropped_on_other_threads() {
         let mut n = 0;
         for (i, bytes, text) in rx {
             assert_eq!(bytes.len(), i * 37 % 70_000 + 1);
-            assert!(bytes.iter().all(|&b| b == i as u8));
+            assert!(common::all_bytes_are(&bytes, i as u8));
             assert_eq!(text, format!("message {i}"));
             n += 1;
         }

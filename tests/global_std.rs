@@ -75,7 +75,7 @@ fn exercise_collections(salt: u64) {
     for (k, v) in &tree {
         let i = (k - salt) / 3;
         assert_eq!(v.len(), (i % 97) as usize + 1);
-        assert!(v.iter().all(|&b| b == (i % 251) as u8));
+        assert!(common::all_bytes_are(v, (i % 251) as u8));
     }
 
     // String formatting and growth.
@@ -130,7 +130,7 @@ fn boxed_slices_of_many_sizes() {
     assert!(pages
         .iter()
         .enumerate()
-        .all(|(i, p)| p.0.iter().all(|&b| b == i as u8)));
+        .all(|(i, p)| common::all_bytes_are(&p.0, i as u8)));
     let lines: Vec<Box<Line>> = (0..scaled(1000)).map(|i| Box::new(Line(i as u8))).collect();
     assert!(lines
         .iter()

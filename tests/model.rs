@@ -5,8 +5,9 @@
 //! blocks overlap. Failing cases shrink to a minimal sequence.
 //!
 //! Cases: `PROPTEST_CASES` (default 64 here; raise it for a long run). Under Miri the
-//! default is scaled down to 4 cases of at most 30 operations, and no regression file is
-//! read or written (Miri isolates the file system).
+//! default is scaled down to 4 cases of at most 30 operations, each block is probed at its
+//! first and last 16 bytes and every 64 KiB, and no regression file is read or written
+//! (Miri isolates the file system).
 
 use proptest::prelude::*;
 use rpmalloc::define_rpmalloc;
@@ -68,11 +69,18 @@ fn allocator(lean: bool) -> &'static dyn GlobalAlloc {
     }
 }
 
-/// Offsets the model writes and checks: the first and last 64 bytes and every 4 KiB.
+/// Bytes at each end of a block the model writes and checks (16 under Miri).
+const PROBE_ENDS: usize = if cfg!(miri) { 16 } else { 64 };
+/// Stride of the probes in between (64 KiB under Miri, which checks every live block after
+/// every step byte by byte).
+const PROBE_STRIDE: usize = if cfg!(miri) { 64 << 10 } else { 4096 };
+
+/// Offsets the model writes and checks: the first and last [`PROBE_ENDS`] bytes and every
+/// [`PROBE_STRIDE`] bytes.
 fn probe_offsets(size: usize) -> impl Iterator<Item = usize> {
-    let head = 0..size.min(64);
-    let tail = size.saturating_sub(64).max(64.min(size))..size;
-    head.chain(tail).chain((0..size).step_by(4096))
+    let head = 0..size.min(PROBE_ENDS);
+    let tail = size.saturating_sub(PROBE_ENDS).max(PROBE_ENDS.min(size))..size;
+    head.chain(tail).chain((0..size).step_by(PROBE_STRIDE))
 }
 
 fn byte(seed: u8, offset: usize) -> u8 {

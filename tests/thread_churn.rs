@@ -56,7 +56,7 @@ fn leftovers(id: u64) -> Leftovers {
 fn check_and_free(l: Leftovers) {
     let id = l.id;
     assert_eq!(l.bytes.len(), (id as usize * 97) % 5000 + 1);
-    assert!(l.bytes.iter().all(|&b| b == id as u8));
+    assert!(common::all_bytes_are(&l.bytes, id as u8));
     assert_eq!(l.text, format!("thread {id} was here"));
     assert_eq!(l.words.len() as u64, id % 300 + 1);
     assert!(l.words.iter().enumerate().all(|(w, &x)| x == w as u64 * id));
@@ -124,7 +124,7 @@ fn blocks_outlive_hundreds_of_short_lived_threads() {
 }
 
 /// Blocks in each [`churn`] thread's working set; it returns 4 of them.
-const WORKING_SET: u64 = if cfg!(miri) { 16 } else { 64 };
+const WORKING_SET: u64 = if cfg!(miri) { 10 } else { 64 };
 
 /// Runs `threads` threads, `at_once` at a time, each allocating a working set from
 /// `Counted`, freeing most of it and returning the rest; returns the survivors.

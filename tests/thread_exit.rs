@@ -33,16 +33,14 @@ const STEP: usize = scaled(1000);
 const TLS_BYTES: usize = scaled(70_000);
 
 /// The bytes thread `id` puts in its vectors.
+/// A vector of `len` bytes, a pattern of `id` (see `common::pattern_vec`).
 fn bytes_of(id: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u64 * 31 + id) as u8).collect()
+    common::pattern_vec(len, id)
 }
 
 fn check_bytes(id: u64, bytes: &[u8], what: &str) {
     assert!(
-        bytes
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == (i as u64 * 31 + id) as u8),
+        common::has_pattern(bytes, id),
         "{what} of thread {id} corrupted"
     );
 }
@@ -428,7 +426,7 @@ fn pthread_key_destructors_allocate_after_the_heap_is_retired() {
 fn late_teardown_allocations_keep_heaps_reused() {
     static OUT: Mutex<Vec<KeyHandout>> = Mutex::new(Vec::new());
     static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    const THREADS: u64 = if cfg!(miri) { 10 } else { 100 };
+    const THREADS: u64 = if cfg!(miri) { 6 } else { 100 };
     key();
     let mut kept = Vec::new();
     // One thread at a time, each allocating from Counted while alive and again after its

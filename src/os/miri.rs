@@ -71,24 +71,53 @@ fn region(i: usize) -> Option<&'static Region> {
 /// Slots of the table ever used (lookups scan these).
 static REGIONS_USED: AtomicUsize = AtomicUsize::new(0);
 
+/// Entries of the lookup hints.
+const HINTS: usize = 1024;
+
+/// Bytes of address space one hint covers (a granule: the smallest span size).
+const HINT_GRANULE: usize = 4096 * 4;
+
+/// Lookup hints: for each granule of the address space (hashed into [`HINTS`] entries), the
+/// slot that last held an address in it, in one `System` allocation made with the table
+/// (zeroed) and reached the same way. Only a hint, checked with [`Region::holding`], so a
+/// stale or clashing entry costs a scan, never a wrong answer: with one span per mapping a
+/// program frees into hundreds of regions, and a scan of them per free (Miri interprets
+/// every step) took most of such a test's run time.
+static HINT_TABLE: AtomicPtr<AtomicUsize> = AtomicPtr::new(ptr::null_mut());
+
+/// The hint entry for `addr`'s granule, if the table exists.
+fn hint(addr: usize) -> Option<&'static AtomicUsize> {
+    let hints = HINT_TABLE.load(Ordering::Acquire);
+    let i = (addr / HINT_GRANULE) % HINTS;
+    // SAFETY: a non-null `HINT_TABLE` points to `HINTS` initialized atomics that are never
+    // freed (`i` is in range).
+    (!hints.is_null()).then(|| unsafe { &*hints.add(i) })
+}
+
 /// Serializes `map` and `unmap` (the writers of the table).
 static WRITER: Mutex<()> = Mutex::new(());
 
 /// The slot of the live region holding `addr`, if any.
 fn slot_of(addr: usize) -> Option<usize> {
-    std::thread_local! {
-        /// The slot of this thread's last hit: most lookups fall in the same mapping, and
-        /// Miri interprets every step of a scan.
-        static LAST: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    let hint = hint(addr)?;
+    let guess = hint.load(Ordering::Relaxed);
+    if region(guess)?.holding(addr).is_some() {
+        return Some(guess);
     }
-    let last = LAST.with(|l| l.get());
-    if region(last)?.holding(addr).is_some() {
-        return Some(last);
-    }
+    let table = TABLE.load(Ordering::Acquire);
     let used = REGIONS_USED.load(Ordering::Relaxed);
-    let i = (0..used).find(|&i| region(i).is_some_and(|r| r.holding(addr).is_some()))?;
-    LAST.with(|l| l.set(i));
-    Some(i)
+    // A plain loop over the slots (each step of an iterator chain is a call under Miri).
+    let mut i = 0;
+    while i < used {
+        // SAFETY: `hint` found the tables made, so `table` points to `MAX_REGIONS`
+        // initialized slots, never freed; `used <= MAX_REGIONS`.
+        if unsafe { &*table.add(i) }.holding(addr).is_some() {
+            hint.store(i, Ordering::Relaxed);
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The base pointer of the live mapping holding `addr`, as `map` returned it (with the
@@ -120,16 +149,26 @@ impl Primitives for Miri {
             // SAFETY: a non-zero size. Zeroed bytes are a valid `Region` (null base, zero
             // lengths: a free slot), as atomics of pointers and integers allow.
             let p = unsafe { System.alloc_zeroed(table) }.cast::<Region>();
-            if p.is_null() {
+            let hints = Layout::array::<AtomicUsize>(HINTS).expect("hints layout");
+            // SAFETY: a non-zero size; zeroed bytes are valid atomics (hints of slot 0).
+            let h = unsafe { System.alloc_zeroed(hints) }.cast::<AtomicUsize>();
+            if p.is_null() || h.is_null() {
                 return ptr::null_mut();
             }
             TABLE.store(p, Ordering::Release);
+            HINT_TABLE.store(h, Ordering::Release);
         }
-        let Some(i) = (0..MAX_REGIONS)
-            .find(|&i| region(i).is_some_and(|r| r.len.load(Ordering::Relaxed) == 0))
-        else {
+        // The first free slot (a plain loop: each step of an iterator chain is a call
+        // under Miri).
+        let table = TABLE.load(Ordering::Relaxed);
+        let mut i = 0;
+        // SAFETY: `table` points to `MAX_REGIONS` initialized slots, never freed.
+        while i < MAX_REGIONS && unsafe { &*table.add(i) }.len.load(Ordering::Relaxed) != 0 {
+            i += 1;
+        }
+        if i == MAX_REGIONS {
             return ptr::null_mut();
-        };
+        }
         // SAFETY: a non-zero size.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {

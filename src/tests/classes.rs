@@ -14,14 +14,17 @@ fn every_size_class_and_kind_roundtrips() {
     }
 }
 
+// 16 KiB spans, so few blocks fill several (about 340 of 48 bytes each).
+test_config!(Fill16k, typenum::U16384);
+
 #[test]
 fn many_blocks_of_one_class_fill_several_spans() {
     let layout = Layout::from_size_align(48, 8).unwrap();
-    // Under Miri two spans' worth (1365 blocks per 64 KiB span): 4000 took minutes.
-    let ptrs: Vec<_> = (0..if cfg!(miri) { 1500 } else { 100_000 })
+    // Under Miri 1000 blocks: two full 16 KiB spans and part of a third.
+    let ptrs: Vec<_> = (0..if cfg!(miri) { 1000 } else { 100_000 })
         .map(|i| {
             // SAFETY: valid layout.
-            let p = unsafe { api::alloc::<Default64k>(layout) };
+            let p = unsafe { api::alloc::<Fill16k>(layout) };
             fill(p, 48, i as u8);
             p
         })
@@ -35,7 +38,7 @@ fn many_blocks_of_one_class_fill_several_spans() {
     }
     for p in ptrs.into_iter().rev() {
         // SAFETY: allocated above.
-        unsafe { api::dealloc::<Default64k>(p, layout) };
+        unsafe { api::dealloc::<Fill16k>(p, layout) };
     }
 }
 

@@ -16,7 +16,7 @@ fn blocks_passed_between_exiting_threads_leave_only_heap_records_mapped() {
     let pool: Arc<Mutex<Vec<(usize, u64)>>> = Arc::new(Mutex::new(Vec::new()));
     // Under Miri, fewer waves and operations: the same churn, smaller.
     let (waves, ops) = if cfg!(miri) {
-        (4u64, 150)
+        (3u64, 100)
     } else {
         (40u64, 3000)
     };

@@ -34,7 +34,7 @@ test_config!(
 );
 
 /// `n` in a normal build; under Miri, which interprets every instruction (a few hundred
-/// times slower), `n / 50` (at least 1). Tests scale their counts with it, not their logic.
+/// times slower), `n / 500` (at least 1). Tests scale their counts with it, not their logic.
 pub(crate) const fn scaled(n: usize) -> usize {
     if cfg!(miri) {
         if n / 500 > 0 {
@@ -58,21 +58,49 @@ unsafe impl Send for SendPtr {}
 /// overlap their neighbours' first bytes, not whole pages byte by byte.
 const FILL_LIMIT: usize = if cfg!(miri) { 32 } else { 4096 };
 
+/// Bytes 0 to 255 twice: any run of up to 256 bytes of the pattern `fill` writes is one
+/// slice of it, so blocks are filled and checked with one copy or comparison per 256 bytes
+/// (Miri interprets a loop over the bytes step by step).
+static RAMP: [u8; 512] = {
+    let mut t = [0u8; 512];
+    let mut i = 0;
+    while i < 512 {
+        t[i] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The pieces of the pattern of `seed` over `size` bytes: (offset, expected bytes).
+fn ramp_pieces(size: usize, seed: u8) -> impl Iterator<Item = (usize, &'static [u8])> {
+    (0..size).step_by(256).map(move |i| {
+        let start = (seed as usize + i) % 256;
+        (i, &RAMP[start..start + (size - i).min(256)])
+    })
+}
+
+/// Writes `seed + i` (wrapping) at byte `i` of the `size` bytes at `p`.
 fn fill(p: *mut u8, size: usize, seed: u8) {
-    for i in 0..size {
-        // SAFETY: p holds size bytes.
-        unsafe { *p.add(i) = seed.wrapping_add(i as u8) };
+    for (i, want) in ramp_pieces(size, seed) {
+        // SAFETY: p holds size bytes, and i + want.len() <= size.
+        unsafe { core::ptr::copy_nonoverlapping(want.as_ptr(), p.add(i), want.len()) };
     }
 }
 
+/// Checks what [`fill`] wrote; panics naming the first wrong byte.
 fn check(p: *mut u8, size: usize, seed: u8) {
-    for i in 0..size {
-        // SAFETY: p holds size bytes.
-        assert_eq!(
-            unsafe { *p.add(i) },
-            seed.wrapping_add(i as u8),
-            "byte {i} of {size}"
-        );
+    for (i, want) in ramp_pieces(size, seed) {
+        // SAFETY: p holds size bytes, and i + want.len() <= size.
+        let got = unsafe { core::slice::from_raw_parts(p.add(i), want.len()) };
+        if got != want {
+            let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap();
+            panic!(
+                "byte {} of {size}: {} (expected {})",
+                i + at,
+                got[at],
+                want[at]
+            );
+        }
     }
 }
 
@@ -96,9 +124,10 @@ fn roundtrip<C: Instance>(sizes: &[usize], align: usize) {
     }
 }
 
-/// Sizes for `every_size_class_and_kind_roundtrips`: each class's block size (under Miri)
-/// or sizes 7 bytes apart up to 2 KiB (which meet every class below it), then medium,
-/// large and huge sizes.
+/// Sizes for `every_size_class_and_kind_roundtrips`: each class's block size (under Miri,
+/// at the natural alignment) or sizes 7 bytes apart up to 2 KiB (which meet every class
+/// below it; under Miri, at the other alignments, 193 bytes apart), then medium, large and
+/// huge sizes.
 fn sizes_of_every_kind<C: Instance>(every_class: bool) -> Vec<usize> {
     let mut sizes: Vec<usize> = if every_class {
         let mut classes: Vec<usize> = C::CLASSES
@@ -110,7 +139,7 @@ fn sizes_of_every_kind<C: Instance>(every_class: bool) -> Vec<usize> {
         classes.dedup();
         classes
     } else if cfg!(miri) {
-        (1..=2048).step_by(97).collect()
+        (1..=2048).step_by(193).collect()
     } else {
         (1..=2048).step_by(7).collect()
     };

@@ -91,6 +91,34 @@ fn pieces(range: std::ops::Range<usize>, seed: u64, mut f: impl FnMut(usize, &[u
     }
 }
 
+/// A vector of `len` bytes of the pattern of `seed`, built from pieces of the pattern
+/// table (one copy each: cheap under Miri, which interprets a loop over the bytes step by
+/// step); it allocates exactly `len` bytes, as `collect` would.
+pub fn pattern_vec(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    pieces(0..len, seed, |_, bytes| v.extend_from_slice(bytes));
+    v
+}
+
+/// Whether `bytes` hold the pattern of `seed` (what [`pattern_vec`] made), every byte
+/// compared, a piece at a time.
+pub fn has_pattern(bytes: &[u8], seed: u64) -> bool {
+    let mut same = true;
+    pieces(0..bytes.len(), seed, |off, want| {
+        same &= bytes[off..off + want.len()] == *want;
+    });
+    same
+}
+
+/// Whether every byte of `bytes` is `value`: the first compared, then the rest with the
+/// bytes before them (one `memcmp`, cheap under Miri, unlike a loop over the bytes).
+pub fn all_bytes_are(bytes: &[u8], value: u8) -> bool {
+    match bytes.split_first() {
+        None => true,
+        Some((&first, rest)) => first == value && *rest == bytes[..rest.len()],
+    }
+}
+
 /// The byte ranges of a `len`-byte block that [`fill`] writes.
 pub fn sampled_ranges(len: usize) -> Vec<Range<usize>> {
     let mut ranges = Vec::with_capacity(2 + len.saturating_sub(DENSE) / STRIDE);
