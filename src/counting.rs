@@ -130,11 +130,44 @@ unsafe fn first_class_owner<C: Instance>(
     }
 }
 
-/// Counts a block resized without a copy (statistics on) and returns it.
+/// Counts a block the calling thread just allocated and resized without a copy
+/// (statistics on) and returns it.
 #[inline(always)]
 pub(crate) fn resized_in_place<C: Instance>(ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
     if C::ENABLE_STATISTICS {
         with_counters::<C>(|c, w| c.resized(old, new, w));
     }
     ptr
+}
+
+/// Counts a live block resized without a copy (statistics on) — on its first-class
+/// heap's counters if it has one, as [`count_free`] does, so the heap's drop clears what
+/// was counted there — and returns it.
+///
+/// # Safety
+/// `ptr` is a live block of configuration `C` allocated with `layout`.
+#[inline(always)]
+pub(crate) unsafe fn resized_block_in_place<C: Instance>(
+    ptr: *mut u8,
+    layout: Layout,
+    new: usize,
+) -> *mut u8 {
+    if C::ENABLE_STATISTICS {
+        // SAFETY: the caller's contract.
+        unsafe { count_resized::<C>(ptr, layout, new) };
+    }
+    ptr
+}
+
+/// The counting of [`resized_block_in_place`], out of line.
+///
+/// # Safety
+/// `ptr` is a live block of configuration `C` allocated with `layout`.
+#[inline(never)]
+unsafe fn count_resized<C: Instance>(ptr: *mut u8, layout: Layout, new: usize) {
+    // SAFETY: a live block of `C` allocated with `layout` (the contract).
+    match unsafe { first_class_owner::<C>(ptr, layout) } {
+        Some(shared) => shared.counters.resized(layout.size(), new, Writer::Shared),
+        None => with_counters::<C>(|c, w| c.resized(layout.size(), new, w)),
+    }
 }

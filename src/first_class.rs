@@ -40,12 +40,15 @@ pub unsafe trait Rpmalloc {
 /// between threads. A block of the heap may still be freed on any thread through `A`'s
 /// `GlobalAlloc::dealloc` (with the same layout): the free then takes the cross-thread
 /// path and the heap takes the block back when it next needs memory; it must happen
-/// before the heap is dropped, as any free of a live block.
+/// before the heap is dropped, as any free of a live block. `A`'s `GlobalAlloc::realloc`
+/// takes such a block too: resized in place it stays the heap's, moved it becomes an
+/// ordinary block of `A` (the old one goes back to the heap).
 ///
 /// **Memory.** The heap keeps what is freed in it for its own reuse (its spans never go
 /// to other threads or to the OS before the drop), so its footprint is its peak; drop it
-/// to give everything back. The memory is counted in `A`'s statistics while the heap
-/// lives.
+/// to give everything back. Huge blocks (over the large limit) are the exception: each is
+/// its own mapping, unmapped as soon as it is freed. The memory is counted in `A`'s
+/// statistics while the heap lives (a heap's cached spans in `thread_cache`).
 ///
 /// ```
 /// use rpmalloc::allocator_api2::vec::Vec;
@@ -105,6 +108,9 @@ impl<A: Rpmalloc> Heap<A> {
     fn core(&self) -> Option<*mut crate::bins::Bins> {
         let mut bins = self.bins.get();
         if bins.is_null() {
+            // The fork handlers take this heap's locks too: a program may use only
+            // first-class heaps, so they are installed here as well as at a thread's setup.
+            crate::thread::install_hooks::<A::Config>();
             bins = Core::<A::Config>::create_private().cast();
             if bins.is_null() {
                 return None;

@@ -74,7 +74,8 @@ pub(crate) unsafe fn dealloc_with<C: Instance>(ptr: *mut u8, layout: Layout, bin
 /// large and huge blocks.
 ///
 /// # Safety
-/// As `GlobalAlloc::dealloc`; `bins` is the calling thread's slot's bins.
+/// As `GlobalAlloc::dealloc`; `bins` are the empty bins or a heap's whose user the caller
+/// is (as [`dealloc_with`]: its thread, or the holder of a first-class heap).
 #[cold]
 #[inline(never)]
 unsafe fn dealloc_slow<C: Instance>(ptr: *mut u8, layout: Layout, bins: *mut Bins) {

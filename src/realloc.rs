@@ -5,7 +5,7 @@
 
 use crate::alloc::{alloc, alloc_growing};
 use crate::bins::empty_bins;
-use crate::counting::resized_in_place;
+use crate::counting::{resized_block_in_place, resized_in_place};
 use crate::free::{block_start, dealloc};
 use crate::heap::Heap;
 use crate::huge;
@@ -34,7 +34,8 @@ pub(crate) unsafe fn realloc<C: Instance>(
     let mut usable = layout.size();
     if align < C::SPAN_SIZE {
         let span = addr::mask::<_, Span>(ptr, C::SPAN_MASK);
-        // SAFETY: a live block with alignment below the span size: valid header.
+        // SAFETY: a live block allocated with `layout` (the contract), with alignment below
+        // the span size: valid header; what `resized_block_in_place` needs too.
         unsafe {
             usable = match Span::kind(span) {
                 Kind::Small => {
@@ -45,7 +46,7 @@ pub(crate) unsafe fn realloc<C: Instance>(
                     let usable = span as usize + Run(span).span_count() as usize * C::SPAN_SIZE
                         - ptr as usize;
                     if new_size > usable && grow_large_in_place::<C>(span, ptr, new_size) {
-                        return resized_in_place::<C>(ptr, layout.size(), new_size);
+                        return resized_block_in_place::<C>(ptr, layout, new_size);
                     }
                     usable
                 }
@@ -70,7 +71,7 @@ pub(crate) unsafe fn realloc<C: Instance>(
                     || new_size >= usable / 2
                     || usable <= 2 * C::NATURAL_ALIGN)
             {
-                return resized_in_place::<C>(ptr, layout.size(), new_size);
+                return resized_block_in_place::<C>(ptr, layout, new_size);
             }
         }
     }

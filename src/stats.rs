@@ -60,7 +60,8 @@ pub struct Statistics {
     /// `in_use - live` is what the blocks cost beyond their size: span headers, rounding up
     /// to a size class or a span, and free blocks waiting in partly used spans.
     pub in_use: usize,
-    /// Bytes of free spans and runs in the thread caches, spare spans included.
+    /// Bytes of free spans and runs in the thread caches, spare spans included, and in
+    /// the caches of first-class heaps ([`crate::Heap`]), which keep them until dropped.
     pub thread_cache: usize,
     /// Bytes of free spans and runs in the global cache.
     pub global_cache: usize,

@@ -43,6 +43,14 @@ pub(crate) unsafe fn init_thread<C: Instance>(state: &ThreadState) -> bool {
     true
 }
 
+/// Creates the thread-exit key and installs the fork handlers of configuration `C`, if
+/// not done yet (for first-class heaps, which need the fork handlers without a thread
+/// heap).
+#[cold]
+pub(crate) fn install_hooks<C: Instance>() {
+    let _ = exit_key::<C>();
+}
+
 /// The thread-exit key whose hook orphans the heap, created on first use (with the fork
 /// handlers).
 fn exit_key<C: Instance>() -> Option<usize> {
@@ -74,10 +82,17 @@ fn exit_key<C: Instance>() -> Option<usize> {
 struct Exit<C>(PhantomData<C>);
 
 impl<C: Instance> ThreadExit for Exit<C> {
-    unsafe fn on_exit(_value: *mut u8) {
+    unsafe fn on_exit(value: *mut u8) {
         // SAFETY: the slot is a destructor-less thread-local, still readable while the
         // platform's exit hooks run.
         let state = unsafe { &*C::thread_state() };
+        if state.heap.get().cast::<u8>() != value {
+            // Not this thread's heap: on Windows, a fiber deleted on another thread than
+            // the one that gave it its value. (A fiber deleted on its own thread carries
+            // that thread's heap: the heap is orphaned and the thread, still running,
+            // goes on through the after-exit path, correct but slower.)
+            return;
+        }
         let bins = state.heap.replace(empty_bins());
         state.status.set(DEAD);
         if bins != empty_bins() {

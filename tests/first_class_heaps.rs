@@ -252,3 +252,47 @@ fn grow_and_shrink_in_a_heap_keep_contents() {
         }
     }
 }
+
+/// A heap's block resized through the allocator's `GlobalAlloc::realloc`: in place (a
+/// class with room, a run shrunk), its live bytes move on the heap's counters, which the
+/// drop clears — so the allocator's total comes back exactly; moved, the new block is
+/// the calling thread's and the old one goes back to the heap.
+#[test]
+fn heap_blocks_resized_through_the_allocator_are_counted_where_they_live() {
+    let _serial = serial();
+    warm::<FastAlloc>();
+    // The thread's span of the class the moved block lands in, made before the baseline.
+    // SAFETY: a fresh block, resized with its layout and freed with the new one.
+    unsafe {
+        let p = FastAlloc.alloc(layout(100, 16));
+        FastAlloc.dealloc(
+            FastAlloc.realloc(p, layout(100, 16), 5_000),
+            layout(5_000, 16),
+        );
+    }
+    let before = FastAlloc.statistics().unwrap();
+    let heap = FastAlloc::heap();
+    // 100 → 110 bytes stays in its 112-byte class; 300 000 → 200 000 stays in its run.
+    let mut moved = None;
+    for (size, new_size) in [(100usize, 110usize), (300_000, 200_000), (100, 5_000)] {
+        let old = layout(size, 16);
+        let p = heap.allocate(old).unwrap().cast::<u8>().as_ptr();
+        // SAFETY: a fresh block of `size` bytes.
+        unsafe { p.write_bytes(0x5A, size) };
+        // SAFETY: a live block of `FastAlloc`'s heap with layout `old`.
+        let q = unsafe { FastAlloc.realloc(p, old, new_size) };
+        assert!(!q.is_null());
+        // SAFETY: `q` holds `new_size` bytes, the first `size.min(new_size)` kept.
+        unsafe { assert_eq!(*q.add(size.min(new_size) - 1), 0x5A) };
+        if q == p {
+            // Left in the heap: its drop releases it.
+        } else {
+            moved = Some((q, new_size));
+        }
+    }
+    let (q, size) = moved.expect("the 100 → 5000 resize moves");
+    drop(heap);
+    // SAFETY: the moved block is the calling thread's, live with this layout.
+    unsafe { FastAlloc.dealloc(q, layout(size, 16)) };
+    assert_back(&before, &FastAlloc.statistics().unwrap(), "after the drop");
+}

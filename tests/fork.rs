@@ -12,6 +12,9 @@ use std::sync::Arc;
 
 define_rpmalloc!(ForkGlobal);
 define_rpmalloc!(ForkLean, < enable_thread_cache: false, span_size: 16384 >);
+// Used only through first-class heaps (and `dealloc` of their blocks on other threads):
+// no thread ever gets a heap of it, yet its locks must be safe across `fork` too.
+define_rpmalloc!(ForkHeapOnly);
 
 #[global_allocator]
 static GLOBAL: ForkGlobal = ForkGlobal;
@@ -89,6 +92,107 @@ fn child_allocates_after_fork_under_load() {
         let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
         assert_eq!(waited, pid);
         assert!(libc::WIFEXITED(status), "child crashed: status {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "child saw wrong contents");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        assert!(w.join().unwrap() > 0);
+    }
+}
+
+/// A block handed to another thread with its layout.
+struct Sent(*mut u8, Layout);
+// SAFETY: the block is handed over whole: the receiving thread alone uses it.
+unsafe impl Send for Sent {}
+
+/// The sizes the first-class heap test uses: small, medium, large and huge blocks.
+const HEAP_SIZES: [usize; 5] = [24, 3_000, 40_000, 300_000, 3 << 20];
+
+/// In the child: a new first-class heap of every kind of block, freed by its drop.
+fn child_heap_work() -> bool {
+    // SAFETY: alarm has no memory-safety preconditions.
+    unsafe { libc::alarm(10) };
+    let heap = ForkHeapOnly::heap();
+    let mut ok = true;
+    for (i, &size) in HEAP_SIZES.iter().enumerate() {
+        let layout = Layout::from_size_align(size, 16).unwrap();
+        // SAFETY: a non-zero size.
+        let p = unsafe { heap.alloc(layout) };
+        if p.is_null() {
+            return false;
+        }
+        // SAFETY: a fresh block of `size` bytes, left to the heap's drop.
+        unsafe {
+            p.write_bytes(i as u8, size);
+            ok &= *p.add(size - 1) == i as u8;
+        }
+    }
+    drop(heap);
+    ok
+}
+
+/// A program that uses a configuration only through first-class heaps still has its
+/// fork handlers: threads create and drop heaps (the spare-record lock), free their
+/// blocks on other threads (a heap's locks for returned runs and huge blocks) while the
+/// main thread forks; every child makes a heap of its own.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "calls fork (and waitpid, alarm), which Miri does not support"
+)]
+fn child_makes_a_heap_after_fork_under_heap_only_load() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let heap = ForkHeapOnly::heap();
+                    let blocks: Vec<Sent> = (0..32)
+                        .map(|i| {
+                            let layout =
+                                Layout::from_size_align(HEAP_SIZES[i % HEAP_SIZES.len()], 16)
+                                    .unwrap();
+                            // SAFETY: a non-zero size.
+                            Sent(unsafe { heap.alloc(layout) }, layout)
+                        })
+                        .collect();
+                    std::thread::spawn(move || {
+                        for Sent(p, layout) in blocks {
+                            assert!(!p.is_null());
+                            // SAFETY: a live block of a heap of `ForkHeapOnly`, with its
+                            // layout, freed once before the heap is dropped (joined below).
+                            unsafe { ForkHeapOnly.dealloc(p, layout) };
+                        }
+                    })
+                    .join()
+                    .unwrap();
+                    drop(heap);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for _ in 0..100 {
+        // SAFETY: the child only runs `child_heap_work` and then `_exit`s, never
+        // unwinding or returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let ok = child_heap_work();
+            // SAFETY: terminate the child without running the parent's exit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(waited, pid);
+        assert!(
+            libc::WIFEXITED(status),
+            "child crashed or hung: status {status:#x}"
+        );
         assert_eq!(libc::WEXITSTATUS(status), 0, "child saw wrong contents");
     }
     stop.store(true, Ordering::Relaxed);

@@ -163,8 +163,8 @@ impl<C: Instance> Heap<C> {
     ///
     /// # Safety
     /// `bins` came from a real heap of this configuration (not [`EMPTY_BINS`](crate::bins::EMPTY_BINS)); the
-    /// caller is that heap's user (its thread, or the holder of the orphan lock while the
-    /// heap is orphaned) and forms no other reference to the heap's owner part while the
+    /// caller is that heap's user (its thread, the holder of the orphan lock while the
+    /// heap is orphaned, or the holder of a first-class heap's `rpmalloc::Heap`) and forms no other reference to the heap's owner part while the
     /// returned one is in use (callers use it for one call).
     #[inline(always)]
     pub(crate) unsafe fn from_bins<'a>(bins: *mut Bins) -> &'a mut Heap<C> {

@@ -253,7 +253,8 @@ impl<C: Instance> Heap<C> {
 
     /// Takes back a free run: into the thread cache while this heap has a thread, else
     /// the global cache or the OS. What the thread cache holds beyond its bounds goes on to
-    /// the global cache.
+    /// the global cache. (A first-class heap's runs stay in its own cache: see
+    /// [`Heap::cache_run`].)
     ///
     /// # Safety
     /// `span` is a free run of this configuration (its header's `span_count` and mapping
@@ -272,7 +273,9 @@ impl<C: Instance> Heap<C> {
     }
 
     /// Caches a free run of `count` spans in the thread cache (what overflows goes on to
-    /// the global cache), or, without a thread, gives it to the global cache or the OS.
+    /// the global cache), or, without a thread, gives it to the global cache or the OS. A
+    /// first-class heap keeps every run in its own cache, unbounded (its mappings go back
+    /// whole when it is dropped).
     ///
     /// # Safety
     /// As [`Heap::release_spans`], and the run has `count` spans.

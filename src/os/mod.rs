@@ -49,11 +49,13 @@ type SysHooks = windows::Windows;
 /// What a thread's exit runs (see [`exit_key_create`]).
 pub(crate) trait ThreadExit {
     /// Called once as a thread that gave its exit key a value exits, after the thread's
-    /// own code, with that value.
+    /// own code, with that value. (On Windows also when a fiber that has a value is
+    /// deleted, with the fiber's value, which may not be the calling thread's: the hook
+    /// checks.)
     ///
     /// # Safety
-    /// Only the platform's exit hook calls this, on the exiting thread, with the non-null
-    /// value that thread set.
+    /// Only the platform's exit hook calls this, on the exiting thread (or the thread
+    /// deleting a fiber), with a non-null value some thread set.
     unsafe fn on_exit(value: *mut u8);
 }
 

@@ -26,12 +26,13 @@ const MEM_FREE: u32 = 0x1_0000;
 const PAGE_READWRITE: u32 = 0x04;
 const FLS_OUT_OF_INDEXES: u32 = 0xFFFF_FFFF;
 
-/// `MEMORY_BASIC_INFORMATION` (64-bit layout).
+/// `MEMORY_BASIC_INFORMATION` (`PartitionId` exists on 64-bit Windows only).
 #[repr(C)]
 struct MemoryBasicInformation {
     base_address: *mut c_void,
     allocation_base: *mut c_void,
     allocation_protect: u32,
+    #[cfg(target_pointer_width = "64")]
     partition_id: u16,
     region_size: usize,
     state: u32,
@@ -68,6 +69,13 @@ extern "system" {
     fn FlsAlloc(callback: Option<FlsCallback>) -> u32;
     fn FlsSetValue(index: u32, value: *const c_void) -> i32;
     fn FlsFree(index: u32) -> i32;
+}
+
+#[link(name = "ntdll")]
+extern "system" {
+    /// True (non-zero) once the process has begun to exit (`ExitProcess`, or a return
+    /// from `main`): the other threads are gone by then, killed wherever they stood.
+    fn RtlDllShutdownInProgress() -> u8;
 }
 
 /// Serializes `unmap`: between finding a reservation wholly decommitted and releasing
@@ -152,8 +160,10 @@ impl Primitives for Windows {
     unsafe fn decommit(p: *mut u8, len: usize) {
         // SAFETY: per the contract whole pages of a live mapping of ours that nothing
         // uses until it is unmapped: decommitting gives them back to the system and
-        // leaves the range reserved, which `unmap` then sees as given up.
-        unsafe { VirtualFree(p.cast(), len, MEM_DECOMMIT) };
+        // leaves the range reserved, which `unmap` then sees as given up. It fails only
+        // for a range that is not a live reservation of ours, which the contract rules out.
+        let ok = unsafe { VirtualFree(p.cast(), len, MEM_DECOMMIT) };
+        debug_assert!(ok != 0, "VirtualFree(MEM_DECOMMIT) failed");
     }
 
     fn advise_huge(_p: *mut u8, _len: usize) {}
@@ -207,10 +217,16 @@ impl Hooks for Windows {
     fn at_fork<F: ForkHandlers>() {}
 }
 
-/// The fiber-local storage callback: the exiting thread's value, to `H`. Windows also
-/// runs it for the main thread at process exit, which orphans that heap harmlessly.
+/// The fiber-local storage callback: the exiting thread's value, to `H`.
+///
+/// Windows also runs it at process exit, for the thread that exits the process, after it
+/// killed the others — one may have died holding a lock that orphaning the heap takes.
+/// Nothing is orphaned then (the process's memory goes with it), so exit never waits on
+/// a dead thread. It runs as well when a fiber is deleted, with that fiber's value;
+/// `H::on_exit` ignores a value that is not the calling thread's heap.
 unsafe extern "system" fn on_exit<H: ThreadExit>(value: *const c_void) {
-    if value.is_null() {
+    // SAFETY: no preconditions.
+    if value.is_null() || unsafe { RtlDllShutdownInProgress() } != 0 {
         return;
     }
     // SAFETY: run by the system as the thread exits, with the non-null value the thread

@@ -172,3 +172,28 @@ fn blocks_allocated_after_thread_exit_go_back_when_other_threads_free_them() {
         extra / LateAlloc::SPAN_SIZE
     );
 }
+
+// Used only through first-class heaps, by one test.
+test_config!(HeapOnly, typenum::U65536);
+
+/// The `define_rpmalloc!` type of `HeapOnly`, as the macro would make it.
+struct HeapOnlyAlloc;
+
+// SAFETY: `HeapOnly` is this type's configuration and no other type's.
+unsafe impl crate::first_class::Rpmalloc for HeapOnlyAlloc {
+    type Config = HeapOnly;
+}
+
+/// A configuration used only through first-class heaps installs its thread-exit key and
+/// fork handlers (made together) with its first heap: no thread ever sets up a heap of it,
+/// yet a `fork` must find its heaps' locks taken and released like any other's.
+#[test]
+fn a_first_class_heap_installs_the_fork_handlers() {
+    use core::sync::atomic::Ordering::Acquire;
+    assert_eq!(HeapOnly::global().exit_key.load(Acquire), 0, "not yet");
+    let heap = crate::Heap::<HeapOnlyAlloc>::new();
+    let layout = Layout::from_size_align(8, 8).unwrap();
+    // SAFETY: a non-zero size; freed with the same layout.
+    unsafe { heap.dealloc(heap.alloc(layout), layout) };
+    assert_ne!(HeapOnly::global().exit_key.load(Acquire), 0, "installed");
+}
