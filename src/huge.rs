@@ -36,6 +36,17 @@ pub(crate) fn alloc<C: Instance>(size: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     let span = base.cast::<Span>();
+    if !C::global()
+        .registry
+        .mark(base, 2 * C::SPAN_SIZE, C::SPAN_SIZE)
+    {
+        // SAFETY: the whole fresh mapping, never handed out.
+        unsafe {
+            C::global()
+                .unmap_huge_mapping(base.sub(mapping.head), mapping.head + len + mapping.tail)
+        };
+        return ptr::null_mut();
+    }
     // SAFETY: fresh zeroed mapping; the header fits its first page.
     unsafe {
         Span::set_kind(span, Kind::Huge);
@@ -63,13 +74,8 @@ pub(crate) fn header<C: Instance>(ptr: *mut u8, align: usize) -> *mut Span {
 #[cold]
 pub(crate) unsafe fn free<C: Instance>(ptr: *mut u8, align: usize) {
     let span = header::<C>(ptr, align);
-    // SAFETY: per the contract the header is valid; the mapping runs from `map_head`
-    // bytes before it to `map_tail` bytes after `map_size`.
-    unsafe {
-        let head = HugeHeader(span).map_head();
-        let len = head + HugeHeader(span).map_size() + HugeHeader(span).map_tail();
-        C::global().unmap_huge(span.cast::<u8>().sub(head), len);
-    }
+    // SAFETY: per the contract the header is valid, and its block dead from here.
+    unsafe { C::global().unmap_huge(span) }
 }
 
 /// Resizes a huge block (alignment below the span size) in place or by moving its pages
@@ -102,6 +108,15 @@ pub(crate) unsafe fn realloc<C: Instance>(ptr: *mut u8, new_size: usize) -> *mut
     };
     if moved.is_null() {
         return ptr::null_mut();
+    }
+    if moved != span.cast::<u8>() {
+        let registry = &C::global().registry;
+        // The block lives at its new address from here: the old one is no block of ours
+        // (the range may be anyone's once `mremap` moved away from it). A refusal to mark
+        // the new one cannot be undone (the pages moved), so the block stays unmarked:
+        // the C ABI's `free` would then leak it, never corrupt anything.
+        registry.unmark(span.cast(), 2 * C::SPAN_SIZE, C::SPAN_SIZE);
+        let _ = registry.mark(moved, 2 * C::SPAN_SIZE, C::SPAN_SIZE);
     }
     C::global().count(|s| {
         s.unmapped(old_len);

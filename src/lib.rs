@@ -57,6 +57,8 @@ mod api;
 mod bins;
 mod block;
 #[cfg(not(loom))]
+mod c_style;
+#[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
 mod counting;
@@ -220,9 +222,14 @@ pub mod __private {
     #[cfg(feature = "allocator-api2")]
     pub use crate::allocator_api;
     pub use crate::api::{alloc, alloc_zeroed, collect, dealloc, realloc, statistics, usable_size};
+    /// The C ABI's entry points (`capi/`).
+    pub mod c_style {
+        pub use crate::c_style::{free, malloc, owns, realloc, usable_size};
+    }
     pub use crate::first_class::Rpmalloc;
     pub use crate::global::Global;
     pub use crate::instance::Instance;
+    pub use crate::thread::thread_finalize;
     pub use crate::thread_state::ThreadState;
     #[cfg(feature = "allocator-api2")]
     pub use allocator_api2;

@@ -18,7 +18,7 @@ use crate::bins::empty_bins;
 use crate::heap::Heap;
 use crate::instance::Instance;
 use crate::os::{self, ForkHandlers, ThreadExit};
-use crate::thread_state::{ThreadState, DEAD, LIVE};
+use crate::thread_state::{ThreadState, DEAD, LIVE, UNINIT};
 use core::marker::PhantomData;
 use core::sync::atomic::Ordering;
 
@@ -29,17 +29,26 @@ use core::sync::atomic::Ordering;
 /// `state` is the calling thread's slot of configuration `C`, with status `UNINIT`.
 #[cold]
 pub(crate) unsafe fn init_thread<C: Instance>(state: &ThreadState) -> bool {
+    // The hooks may allocate — when the allocator is a C program's `malloc`, glibc's
+    // `pthread_atfork` grows its handler list with it, and `pthread_setspecific` makes a
+    // key's second-level array with `calloc` — so they are installed before the heap and
+    // the key's value set after it: a nested allocation during the first sets this thread
+    // up itself (checked below), during the second finds the heap live.
+    let key = exit_key::<C>();
+    if state.status.get() != UNINIT {
+        return true;
+    }
     let heap = Heap::<C>::adopt_or_create();
     if heap.is_null() {
         return false;
     }
-    if let Some(key) = exit_key::<C>() {
+    state.heap.set(heap.cast());
+    state.status.set(LIVE);
+    if let Some(key) = key {
         // SAFETY: a key made by `exit_key` and never deleted; the non-null value makes
         // its hook run when this thread exits.
         unsafe { os::exit_key_set(key, heap.cast()) };
     }
-    state.heap.set(heap.cast());
-    state.status.set(LIVE);
     true
 }
 
@@ -76,6 +85,26 @@ fn exit_key<C: Instance>() -> Option<usize> {
             Some(existing - 1)
         }
     }
+}
+
+/// Gives the calling thread's heap of configuration `C` back now, as its exit would (for
+/// `rpmalloc_thread_finalize`): the heap is orphaned for another thread to adopt, and
+/// this thread is set up again (adopting a heap) if it allocates later.
+pub fn thread_finalize<C: Instance>() {
+    let state = C::slot();
+    if state.status.get() != LIVE {
+        return;
+    }
+    let bins = state.heap.replace(empty_bins());
+    state.status.set(UNINIT);
+    if let Some(key) = exit_key::<C>() {
+        // SAFETY: a key made by `exit_key`, never deleted; a null value means no hook
+        // runs at exit for the heap given back here.
+        unsafe { os::exit_key_set(key, core::ptr::null_mut()) };
+    }
+    // SAFETY: the heap of this thread until now, with the slot's provenance; the slot no
+    // longer points to it.
+    unsafe { Heap::<C>::orphan(bins.cast()) };
 }
 
 /// Thread exit for configuration `C`: orphans the exiting thread's heap.

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::global_cache::Limits;
 use crate::os;
 use crate::params::Params;
-use crate::span::{Batch, Master, Run, Span, SPAN_HEADER_SIZE};
+use crate::span::{Batch, HugeHeader, Master, Run, Span, SPAN_HEADER_SIZE};
 use crate::thread_cache::Batches;
 use core::ptr;
 use core::sync::atomic::Ordering;
@@ -26,6 +26,11 @@ impl<C: Config> Global<C> {
         };
         let p = os::map_aligned(len, C::SPAN_SIZE, 0, C::ENABLE_HUGE_PAGES);
         if p.is_null() {
+            return ptr::null_mut();
+        }
+        if !self.registry.mark(p, len, C::SPAN_SIZE) {
+            // SAFETY: our own fresh mapping of `len` bytes, never handed out.
+            unsafe { os::unmap(p, len) };
             return ptr::null_mut();
         }
         self.count(|s| s.mapped(len));
@@ -73,6 +78,7 @@ impl<C: Config> Global<C> {
             {
                 let total = Master(master).total_spans() as usize * C::SPAN_SIZE;
                 let total = total.next_multiple_of(os::page_size());
+                self.registry.unmark(master.cast(), total, C::SPAN_SIZE);
                 os::unmap(master.cast(), total);
                 // The mapping's other runs, released before, leave with it.
                 self.count(|s| {
@@ -242,9 +248,28 @@ impl<C: Config> Global<C> {
     /// first-class heap (whose runs never go to other heaps, the caches or `unmap_run`),
     /// and nothing uses any of it any more.
     pub(crate) unsafe fn unmap_private_mapping(&self, master: *mut Span, len: usize) {
+        self.registry.unmark(master.cast(), len, C::SPAN_SIZE);
         // SAFETY: a whole mapping of ours, unmapped once and unused (the contract).
         unsafe { os::unmap(master.cast(), len) };
         self.count(|s| s.unmapped(len));
+    }
+
+    /// Unmaps a huge block's mapping, header `span` included, accounting for it.
+    ///
+    /// # Safety
+    /// `span` is the header of a huge block of this configuration (made by
+    /// [`crate::huge::alloc`], possibly resized by `os::remap` and with its slack unmapped
+    /// since) that nothing uses any more.
+    pub(crate) unsafe fn unmap_huge(&self, span: *mut Span) {
+        self.registry
+            .unmark(span.cast(), 2 * C::SPAN_SIZE, C::SPAN_SIZE);
+        // SAFETY: a huge header (the contract), whose mapping runs from `map_head` bytes
+        // before it to `map_tail` bytes after `map_size`, all of it unused.
+        unsafe {
+            let head = HugeHeader(span).map_head();
+            let len = head + HugeHeader(span).map_size() + HugeHeader(span).map_tail();
+            self.unmap_huge_mapping(span.cast::<u8>().sub(head), len);
+        }
     }
 
     /// Unmaps a huge block's region, accounting for it.
@@ -253,7 +278,7 @@ impl<C: Config> Global<C> {
     /// `[p, p + len)` is what is left of a huge block's mapping (from [`Global::map_huge`],
     /// possibly resized by `os::remap` and with its slack unmapped since), whole, and
     /// nothing uses it any more.
-    pub(crate) unsafe fn unmap_huge(&self, p: *mut u8, len: usize) {
+    pub(crate) unsafe fn unmap_huge_mapping(&self, p: *mut u8, len: usize) {
         // SAFETY: what is left of a huge block's mapping, whole and unused (the contract):
         // page-aligned, inside a mapping `os` made, unmapped once.
         unsafe { os::unmap(p, len) };

@@ -5,7 +5,8 @@
 //! - this file: the state itself, the list of every heap's shared part, statistics;
 //! - `arena.rs`: span mapping and unmapping, the global cache's front, huge mappings;
 //! - `decay.rs`: the decay clock and the caches' part of a sweep;
-//! - `fork.rs`: the notice window and the fork handlers.
+//! - `fork.rs`: the notice window and the fork handlers;
+//! - `registry.rs`: which addresses are this configuration's (for the C ABI's `free`).
 //!
 //! Everything here is `const`-initialised in the static the macro defines, so there is no
 //! setup call: the first allocation finds it ready.
@@ -37,6 +38,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering
 mod arena;
 mod decay;
 mod fork;
+mod registry;
 
 pub(crate) use decay::Sweep;
 
@@ -76,6 +78,8 @@ pub struct Global<C> {
     pub(crate) exit_key: AtomicUsize,
     /// Statistics (updated only with `enable_statistics`).
     pub(crate) stats: Counters,
+    /// The granules of this configuration's mappings (`owns`).
+    pub(crate) registry: registry::Registry,
     _config: PhantomData<C>,
 }
 
@@ -101,6 +105,7 @@ impl<C: Config> Global<C> {
             spare_heaps: SpinLock::new(ptr::null_mut()),
             exit_key: AtomicUsize::new(0),
             stats: Counters::new(),
+            registry: registry::Registry::new(),
             _config: PhantomData,
         }
     }

@@ -248,9 +248,7 @@ impl<C: Instance> Heap<C> {
             // SAFETY: a listed huge block of this heap, dead; read before it is unmapped.
             unsafe {
                 let next = HugeHeader(huge).next();
-                let head = HugeHeader(huge).map_head();
-                let len = head + HugeHeader(huge).map_size() + HugeHeader(huge).map_tail();
-                global.unmap_huge(huge.cast::<u8>().sub(head), len);
+                global.unmap_huge(huge);
                 huge = next;
             }
         }

@@ -7,6 +7,7 @@ use crate::test_config::{span_counting_config, test_config};
 use crate::Config;
 use core::alloc::Layout;
 
+mod c_style;
 mod classes;
 mod exit;
 mod faults;
