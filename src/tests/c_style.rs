@@ -51,7 +51,10 @@ fn the_registry_owns_exactly_the_live_mappings() {
         // A run or a huge block: the cacheless configuration unmapped it, so its start
         // is no block of ours now. (A small block's span stays the heap's active one.)
         if size > <Owned as Params>::MEDIUM_LIMIT || align >= span {
-            assert!(!c_style::owns::<Owned>(p), "{size} B aligned {align} after free");
+            assert!(
+                !c_style::owns::<Owned>(p),
+                "{size} B aligned {align} after free"
+            );
         }
     }
     let after = api::statistics::<Owned>().unwrap();
