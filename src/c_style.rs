@@ -26,6 +26,12 @@ pub fn owns<C: Instance>(ptr: *const u8) -> bool {
     C::global().registry.owns(ptr, C::SPAN_SIZE)
 }
 
+/// The span size of configuration `C` (a block aligned to it is found by its alignment).
+#[inline]
+pub fn span_size<C: Instance>() -> usize {
+    C::SPAN_SIZE
+}
+
 /// The layout the Rust paths take for the live block at `ptr`: alignment by placement,
 /// size the usable size.
 ///

@@ -224,7 +224,7 @@ pub mod __private {
     pub use crate::api::{alloc, alloc_zeroed, collect, dealloc, realloc, statistics, usable_size};
     /// The C ABI's entry points (`capi/`).
     pub mod c_style {
-        pub use crate::c_style::{free, malloc, owns, realloc, usable_size};
+        pub use crate::c_style::{free, malloc, owns, realloc, span_size, usable_size};
     }
     pub use crate::first_class::Rpmalloc;
     pub use crate::global::Global;

@@ -484,11 +484,12 @@ pub extern "C" fn rpmalloc_finalize() {
 #[no_mangle]
 pub extern "C" fn rpmalloc_thread_initialize() {}
 
-/// `rpmalloc_thread_finalize()`: gives the calling thread's heap back now, as its exit
-/// would (its cached spans go to the global cache; the heap waits for another thread);
-/// the thread gets a heap again if it allocates later.
+/// `rpmalloc_thread_finalize(release_caches)`: gives the calling thread's heap back now,
+/// as its exit would (its cached spans go to the global cache whatever `release_caches`
+/// says; the heap waits for another thread); the thread gets a heap again if it
+/// allocates later.
 #[no_mangle]
-pub extern "C" fn rpmalloc_thread_finalize() {
+pub extern "C" fn rpmalloc_thread_finalize(_release_caches: c_int) {
     rp::__private::thread_finalize::<Config>();
 }
 
@@ -550,4 +551,254 @@ pub unsafe extern "C" fn rpaligned_alloc(align: usize, size: usize) -> *mut c_vo
 pub unsafe extern "C" fn rpmalloc_usable_size(p: *mut c_void) -> usize {
     // SAFETY: the same contract.
     unsafe { malloc_usable_size(p) }
+}
+
+// ---------------------------------------------------------------------------------------
+// rpmalloc's first-class heap API over `rp::Heap` (one thread at a time per heap, as
+// rpmalloc requires: no function of a heap is thread-safe).
+
+/// A first-class heap (what a C `rpmalloc_heap_t *` points to).
+type HeapT = rp::Heap<CAlloc>;
+
+/// `rpmalloc_heap_t`: opaque to C; a pointer to it is a pointer to a [`HeapT`].
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct rpmalloc_heap_t {
+    _opaque: [u8; 0],
+}
+
+/// `rpmalloc_heap_realloc` flag: fail (null) rather than move the block.
+const RPMALLOC_GROW_OR_FAIL: u32 = 2;
+
+/// The layout a heap's block is taken back with: its usable size, and the alignment of
+/// its address (capped below the span size; a span-aligned block is a huge block found
+/// by that alignment), so `Heap::resize` keeps it in place when it can.
+///
+/// # Safety
+/// `p` is a live block of this allocator.
+unsafe fn heap_block_layout(p: *mut u8) -> core::alloc::Layout {
+    let span = c_style::span_size::<Config>();
+    let align = if p.addr().is_multiple_of(span) {
+        span
+    } else {
+        (1usize << p.addr().trailing_zeros()).min(span / 2)
+    };
+    // SAFETY: a live block of this allocator (the contract).
+    let size = unsafe { rp::__private::usable_size::<Config>(p) };
+    // SAFETY: a power of two; the usable size of a live block, inside one mapping.
+    unsafe { core::alloc::Layout::from_size_align_unchecked(size, align) }
+}
+
+/// A block of `size` bytes (one for zero) aligned to `align` in `heap`, zeroed if `zero`;
+/// null with `ENOMEM` when refused, `EINVAL` for a bad alignment.
+///
+/// # Safety
+/// `heap` came from `rpmalloc_heap_acquire` and is used by this thread alone.
+unsafe fn heap_alloc(
+    heap: *mut rpmalloc_heap_t,
+    align: usize,
+    size: usize,
+    zero: bool,
+) -> *mut c_void {
+    let heap = heap.cast::<HeapT>();
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return ptr::null_mut();
+    }
+    let Ok(layout) = core::alloc::Layout::from_size_align(size.max(1), align.max(MALLOC_ALIGN))
+    else {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    };
+    // SAFETY: a live heap of this thread (the contract); a non-zero size.
+    let p = unsafe {
+        if zero {
+            (*heap).alloc_zeroed(layout)
+        } else {
+            (*heap).alloc(layout)
+        }
+    };
+    or_enomem(p)
+}
+
+/// `rpmalloc_heap_acquire()`: a new first-class heap (null with `ENOMEM` if refused).
+#[no_mangle]
+pub extern "C" fn rpmalloc_heap_acquire() -> *mut rpmalloc_heap_t {
+    let layout = core::alloc::Layout::new::<HeapT>();
+    // SAFETY: a non-zero size (the heap holds a pointer).
+    let p = unsafe { c_style::malloc::<Config>(layout.size(), layout.align(), false) };
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    let heap = p.cast::<HeapT>();
+    // SAFETY: a fresh block of the heap's size and alignment.
+    unsafe { heap.write(CAlloc::heap()) };
+    heap.cast()
+}
+
+/// `rpmalloc_heap_release(heap)`: releases the heap. Unlike C rpmalloc, whose release
+/// keeps the heap's blocks (and asks for `rpmalloc_heap_free_all` first), this frees every
+/// block still in it too; null is a no-op.
+///
+/// # Safety
+/// `heap` is null or came from `rpmalloc_heap_acquire`, is not used again, and none of
+/// its blocks is used after.
+#[no_mangle]
+pub unsafe extern "C" fn rpmalloc_heap_release(heap: *mut rpmalloc_heap_t) {
+    if heap.is_null() {
+        return;
+    }
+    let heap = heap.cast::<HeapT>();
+    // SAFETY: a heap from `rpmalloc_heap_acquire` (the contract), dropped once, then its
+    // block freed.
+    unsafe {
+        ptr::drop_in_place(heap);
+        c_style::free::<Config>(heap.cast());
+    }
+}
+
+/// `rpmalloc_heap_free_all(heap)`: frees every block of the heap at once (in time
+/// proportional to its mappings); the heap stays usable.
+///
+/// # Safety
+/// `heap` came from `rpmalloc_heap_acquire`, used by this thread alone; none of its
+/// blocks is used after.
+#[no_mangle]
+pub unsafe extern "C" fn rpmalloc_heap_free_all(heap: *mut rpmalloc_heap_t) {
+    let heap = heap.cast::<HeapT>();
+    // SAFETY: a live heap (the contract): dropped (releasing its blocks) and replaced by
+    // a new, empty one in the same place.
+    unsafe {
+        ptr::drop_in_place(heap);
+        heap.write(CAlloc::heap());
+    }
+}
+
+/// `rpmalloc_heap_alloc(heap, size)`.
+///
+/// # Safety
+/// `heap` came from `rpmalloc_heap_acquire` and is used by this thread alone.
+#[no_mangle]
+pub unsafe extern "C" fn rpmalloc_heap_alloc(
+    heap: *mut rpmalloc_heap_t,
+    size: usize,
+) -> *mut c_void {
+    // SAFETY: the caller's contract.
+    unsafe { heap_alloc(heap, MALLOC_ALIGN, size, false) }
+}
+
+/// `rpmalloc_heap_aligned_alloc(heap, align, size)`.
+///
+/// # Safety
+/// As [`rpmalloc_heap_alloc`].
+#[no_mangle]
+pub unsafe extern "C" fn rpmalloc_heap_aligned_alloc(
+    heap: *mut rpmalloc_heap_t,
+    align: usize,
+    size: usize,
+) -> *mut c_void {
+    // SAFETY: the caller's contract.
+    unsafe { heap_alloc(heap, align, size, false) }
+}
+
+/// `rpmalloc_heap_calloc(heap, num, size)`: null with `ENOMEM` on overflow.
+///
+/// # Safety
+/// As [`rpmalloc_heap_alloc`].
+#[no_mangle]
+pub unsafe extern "C" fn rpmalloc_heap_calloc(
+    heap: *mut rpmalloc_heap_t,
+    num: usize,
+    size: usize,
+) -> *mut c_void {
+    // SAFETY: the caller's contract.
+    unsafe { rpmalloc_heap_aligned_calloc(heap, MALLOC_ALIGN, num, size) }
+}
+
+/// `rpmalloc_heap_aligned_calloc(heap, align, num, size)`.
+///
+/// # Safety
+/// As [`rpmalloc_heap_alloc`].
+#[no_mangle]
+pub unsafe extern "C" fn rpmalloc_heap_aligned_calloc(
+    heap: *mut rpmalloc_heap_t,
+    align: usize,
+    num: usize,
+    size: usize,
+) -> *mut c_void {
+    let Some(total) = num.checked_mul(size) else {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    };
+    // SAFETY: the caller's contract.
+    unsafe { heap_alloc(heap, align, total, true) }
+}
+
+/// `rpmalloc_heap_aligned_realloc(heap, p, align, size, flags)`: `p` resized in the heap
+/// (null `p`: a new block); with `RPMALLOC_GROW_OR_FAIL` null rather than a move.
+///
+/// # Safety
+/// As [`rpmalloc_heap_alloc`]; `p` is null or a live block of `heap`.
+#[no_mangle]
+pub unsafe extern "C" fn rpmalloc_heap_aligned_realloc(
+    heap: *mut rpmalloc_heap_t,
+    p: *mut c_void,
+    align: usize,
+    size: usize,
+    flags: u32,
+) -> *mut c_void {
+    if p.is_null() {
+        // SAFETY: the caller's contract.
+        return unsafe { heap_alloc(heap, align, size, false) };
+    }
+    if !c_style::owns::<Config>(p.cast()) {
+        foreign("rpmalloc_heap_realloc", p);
+        return ptr::null_mut();
+    }
+    let Ok(new) = core::alloc::Layout::from_size_align(size.max(1), align.max(MALLOC_ALIGN)) else {
+        set_errno(libc::EINVAL);
+        return ptr::null_mut();
+    };
+    // SAFETY: a live block of `heap` (the contract).
+    let old = unsafe { heap_block_layout(p.cast()) };
+    if flags & RPMALLOC_GROW_OR_FAIL != 0
+        && (new.size() > old.size() || !p.addr().is_multiple_of(new.align()))
+    {
+        return ptr::null_mut();
+    }
+    // SAFETY: a live block of this thread's heap, taken back with a layout it fits.
+    or_enomem(unsafe { (*heap.cast::<HeapT>()).resize(p.cast(), old, new) })
+}
+
+/// `rpmalloc_heap_realloc(heap, p, size, flags)`.
+///
+/// # Safety
+/// As [`rpmalloc_heap_aligned_realloc`].
+#[no_mangle]
+pub unsafe extern "C" fn rpmalloc_heap_realloc(
+    heap: *mut rpmalloc_heap_t,
+    p: *mut c_void,
+    size: usize,
+    flags: u32,
+) -> *mut c_void {
+    // SAFETY: the caller's contract.
+    unsafe { rpmalloc_heap_aligned_realloc(heap, p, MALLOC_ALIGN, size, flags) }
+}
+
+/// `rpmalloc_heap_free(heap, p)`: frees a block of `heap`; null is a no-op.
+///
+/// # Safety
+/// As [`rpmalloc_heap_alloc`]; `p` is null or a live block of `heap`.
+#[no_mangle]
+pub unsafe extern "C" fn rpmalloc_heap_free(heap: *mut rpmalloc_heap_t, p: *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    if !c_style::owns::<Config>(p.cast()) {
+        foreign("rpmalloc_heap_free", p);
+        return;
+    }
+    // SAFETY: a live block of this thread's heap (the contract), with a layout it fits.
+    unsafe { (*heap.cast::<HeapT>()).dealloc(p.cast(), heap_block_layout(p.cast())) }
 }

@@ -26,6 +26,16 @@
 #pragma weak rprealloc
 #pragma weak rpaligned_alloc
 #pragma weak rpmalloc_usable_size
+#pragma weak rpmalloc_heap_acquire
+#pragma weak rpmalloc_heap_release
+#pragma weak rpmalloc_heap_free_all
+#pragma weak rpmalloc_heap_alloc
+#pragma weak rpmalloc_heap_aligned_alloc
+#pragma weak rpmalloc_heap_calloc
+#pragma weak rpmalloc_heap_aligned_calloc
+#pragma weak rpmalloc_heap_realloc
+#pragma weak rpmalloc_heap_aligned_realloc
+#pragma weak rpmalloc_heap_free
 
 static int failures;
 #define CHECK(cond)                                                                        \
@@ -200,6 +210,63 @@ static void test_rp_names(void) {
     CHECK(malloc_trim(0) == 1);
 }
 
+/* First-class heaps: blocks of every kind, resized in place and moved, freed one by one,
+ * by rpfree on another thread, and all at once by free_all and release. */
+static void *free_elsewhere(void *arg) {
+    void **blocks = arg;
+    for (int i = 0; i < 64; i++) rpfree(blocks[i]);
+    return NULL;
+}
+
+static void test_heaps(void) {
+    for (int round = 0; round < 20; round++) {
+        rpmalloc_heap_t *heap = rpmalloc_heap_acquire();
+        CHECK(heap != NULL);
+        static const size_t sizes[] = {8, 700, 20000, 300000, 5 << 20};
+        void *kept[200];
+        for (int i = 0; i < 200; i++) {
+            size_t n = sizes[i % 5];
+            unsigned char *p = (i % 3 == 0) ? rpmalloc_heap_aligned_alloc(heap, 4096, n)
+                                            : rpmalloc_heap_alloc(heap, n);
+            CHECK(p != NULL && ours(p));
+            if (i % 3 == 0) CHECK(((uintptr_t)p % 4096) == 0);
+            fill(p, n < 256 ? n : 256, (unsigned)i);
+            kept[i] = p;
+        }
+        for (int i = 0; i < 200; i += 7) {
+            size_t n = sizes[i % 5];
+            unsigned char *q = rpmalloc_heap_realloc(heap, kept[i], n * 2 + 1, 0);
+            CHECK(q != NULL && filled(q, n < 256 ? n : 256, (unsigned)i));
+            kept[i] = q;
+            /* Grow-or-fail: never moves. */
+            void *same = rpmalloc_heap_realloc(heap, q, 64 << 20, RPMALLOC_GROW_OR_FAIL);
+            CHECK(same == NULL);
+        }
+        unsigned char *z = rpmalloc_heap_calloc(heap, 1000, 10);
+        CHECK(z != NULL && z[0] == 0 && z[9999] == 0);
+        rpmalloc_heap_free(heap, z);
+        errno = 0;
+        CHECK(rpmalloc_heap_calloc(heap, SIZE_MAX / 2, 3) == NULL && errno == ENOMEM);
+        for (int i = 1; i < 200; i += 5) {
+            rpmalloc_heap_free(heap, kept[i]);
+            kept[i] = NULL;
+        }
+        /* Blocks freed on another thread go back to the heap. */
+        void *away[64];
+        for (int i = 0; i < 64; i++) away[i] = rpmalloc_heap_alloc(heap, (size_t)(i * 1000 + 8));
+        pthread_t th;
+        pthread_create(&th, NULL, free_elsewhere, away);
+        pthread_join(th, NULL);
+        if (round % 2) {
+            rpmalloc_heap_free_all(heap);
+            void *again = rpmalloc_heap_alloc(heap, 100);
+            CHECK(again != NULL);
+        }
+        rpmalloc_heap_release(heap); /* frees what is still in it */
+    }
+    rpmalloc_heap_release(NULL);
+}
+
 /* A block another allocator made (here: a page mapped by hand) is left alone by free and
  * answers 0 to malloc_usable_size, instead of corrupting anything. */
 static void test_foreign(void) {
@@ -254,7 +321,7 @@ static void *short_lived(void *arg) {
     void **out = arg;
     for (int i = 0; i < 100; i++) out[i] = malloc((size_t)(i * 97 + 1));
     if ((uintptr_t)out & 8) {
-        rpmalloc_thread_finalize();
+        rpmalloc_thread_finalize(1);
         void *again = malloc(10); /* the thread is set up again */
         free(again);
     }
@@ -331,6 +398,7 @@ int main(int argc, char **argv) {
     test_aligned();
     test_rp_names();
     test_foreign();
+    test_heaps();
     test_threads();
     test_thread_exit();
     test_fork(argv[0]);
