@@ -75,7 +75,7 @@ def num(s):
         return None
 
 
-def analyse(runs, workloads, allocs):
+def analyse(runs, workloads, allocs, logs):
     """Per workload: reference checksum, per allocator the good runs and the bad ones."""
     out = OrderedDict()
     problems = []
@@ -103,8 +103,8 @@ def analyse(runs, workloads, allocs):
                     good.append((wall, rss / 1024.0))
                 else:
                     bad.append((r["run"], status))
-                    problems.append("%s under %s, run %s: %s (logs: %s.%s.%s.{out,err,time})"
-                                    % (w, a, r["run"], status, w, a, r["run"]))
+                    problems.append("%s under %s, run %s: %s (logs: %s/%s.%s.%s.{out,err,time})"
+                                    % (w, a, r["run"], status, logs, w, a, r["run"]))
             total = len(good) + len(bad)
             med = None
             if good:
@@ -301,7 +301,8 @@ def main():
     runs = read_raw(args.raw)
     allocs = list(meta["allocs"]) or list(OrderedDict.fromkeys(r["allocator"] for r in runs))
     workloads = list(meta["workloads"]) or list(OrderedDict.fromkeys(r["workload"] for r in runs))
-    res, problems = analyse(runs, workloads, allocs)
+    logs = os.path.join(os.path.dirname(os.path.abspath(args.raw)), "logs")
+    res, problems = analyse(runs, workloads, allocs, logs)
 
     svg_files = {}
     if args.svg_dir:

@@ -115,51 +115,110 @@ impl Registry {
         }
     }
 
-    /// Sets (`on`) or clears the bits of the granules of `[start, start + len)`; false
-    /// (nothing changed) when a leaf could not be made. `start` is span-aligned.
+    /// Sets (`on`) or clears the bits of the granules of `[start, start + len)`, a word
+    /// (up to 64 granules) at a time; false (nothing left changed) when a leaf could not
+    /// be made. `start` is span-aligned; `span_size` a power of two.
+    #[cold]
     fn update(&self, start: usize, len: usize, span_size: usize, on: bool) -> bool {
-        let first = start / span_size;
-        let end = (start + len).div_ceil(span_size);
-        let per_leaf = (1usize << LEAF_BITS) / span_size;
-        // Marking: make (or find) every leaf first, so a refusal leaves nothing half
-        // marked. (Clearing needs no leaf that is missing: nothing was marked there.)
+        let shift = span_size.trailing_zeros();
+        let leaf_shift = LEAF_BITS - shift;
+        let first = start >> shift;
+        let end = (start + len + span_size - 1) >> shift;
         let mut granule = first;
-        while on && granule < end {
-            if self.leaf(granule * span_size, span_size, true).is_null() {
-                return false;
-            }
-            granule = (granule / per_leaf + 1) * per_leaf;
-        }
-        for granule in first..end {
-            let leaf = self.leaf(granule * span_size, span_size, false);
+        while granule < end {
+            let leaf_end = ((granule >> leaf_shift) + 1) << leaf_shift;
+            let stop = end.min(leaf_end);
+            let leaf = self.leaf(granule << shift, span_size, on);
             if leaf.is_null() {
+                if on {
+                    // Undo what this call marked: a refused mapping leaves no trace.
+                    self.update(start, (granule - first) << shift, span_size, false);
+                    return false;
+                }
+                // Clearing where no leaf was ever made: nothing was marked there.
+                granule = stop;
                 continue;
             }
-            let bit = granule % per_leaf;
-            // SAFETY: `bit / 64` is below the leaf's `per_leaf / 64` words (at least one),
-            // inside the leaf, which is never unmapped.
-            let word = unsafe { &*leaf.add(bit / 64) };
-            let mask = 1u64 << (bit % 64);
-            if on {
-                word.fetch_or(mask, Ordering::Release);
-            } else {
-                word.fetch_and(!mask, Ordering::Release);
+            while granule < stop {
+                let bit = granule & ((1 << leaf_shift) - 1);
+                let word_end = stop.min(granule - bit % 64 + 64);
+                let count = word_end - granule;
+                let mask = if count == 64 {
+                    u64::MAX
+                } else {
+                    ((1u64 << count) - 1) << (bit % 64)
+                };
+                // SAFETY: `bit / 64` is below the leaf's words (one bit per granule of the
+                // leaf, rounded up to whole pages), inside the leaf, never unmapped.
+                let word = unsafe { &*leaf.add(bit / 64) };
+                if on {
+                    word.fetch_or(mask, Ordering::Release);
+                } else {
+                    word.fetch_and(!mask, Ordering::Release);
+                }
+                granule = word_end;
             }
         }
         true
     }
 
+    /// The word holding every granule of `[start, start + len)` and their bits in it,
+    /// when they share one word of an existing leaf (a huge block's two granules, most
+    /// span mappings): the common case, in a few loads.
+    #[inline]
+    fn one_word(&self, start: usize, len: usize, span_size: usize) -> Option<(&AtomicU64, u64)> {
+        let shift = span_size.trailing_zeros();
+        let first = start >> shift;
+        let end = (start + len + span_size - 1) >> shift;
+        // Leaves hold whole words (2^14 granules or more each), so one word is one leaf.
+        if len == 0 || first >> 6 != (end - 1) >> 6 {
+            return None;
+        }
+        let index = start >> LEAF_BITS;
+        let top = self.top.load(Ordering::Acquire);
+        if index >= TOP_ENTRIES || top.is_null() {
+            return None;
+        }
+        // SAFETY: `index < TOP_ENTRIES`, inside the table (as in `leaf`).
+        let leaf = unsafe { &*top.add(index) }.load(Ordering::Acquire);
+        if leaf.is_null() {
+            return None;
+        }
+        let bit = first & ((1 << (LEAF_BITS - shift)) - 1);
+        let count = end - first;
+        let mask = if count == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << count) - 1) << (bit % 64)
+        };
+        // SAFETY: a word inside a live leaf (as in `update`).
+        Some((unsafe { &*leaf.add(bit / 64) }, mask))
+    }
+
     /// Marks `[start, start + len)` (span-aligned `start`) as ours; false when the OS
     /// refused memory for the registry (the caller then gives the mapping back and fails).
-    #[cold]
+    #[inline]
     pub(crate) fn mark(&self, start: *mut u8, len: usize, span_size: usize) -> bool {
-        self.update(start.addr(), len, span_size, true)
+        match self.one_word(start.addr(), len, span_size) {
+            Some((word, mask)) => {
+                word.fetch_or(mask, Ordering::Release);
+                true
+            }
+            None => self.update(start.addr(), len, span_size, true),
+        }
     }
 
     /// Unmarks `[start, start + len)` (span-aligned `start`), before it is unmapped.
-    #[cold]
+    #[inline]
     pub(crate) fn unmark(&self, start: *mut u8, len: usize, span_size: usize) {
-        self.update(start.addr(), len, span_size, false);
+        match self.one_word(start.addr(), len, span_size) {
+            Some((word, mask)) => {
+                word.fetch_and(!mask, Ordering::Release);
+            }
+            None => {
+                self.update(start.addr(), len, span_size, false);
+            }
+        }
     }
 
     /// Whether `ptr` lies in a granule one of our live mappings marked.
@@ -170,7 +229,7 @@ impl Registry {
         if leaf.is_null() {
             return false;
         }
-        let bit = (addr % (1usize << LEAF_BITS)) / span_size;
+        let bit = (addr & ((1usize << LEAF_BITS) - 1)) >> span_size.trailing_zeros();
         // SAFETY: as in `update`: a word inside a live leaf.
         let word = unsafe { &*leaf.add(bit / 64) };
         word.load(Ordering::Acquire) & (1u64 << (bit % 64)) != 0
