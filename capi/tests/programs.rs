@@ -10,22 +10,32 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
-/// The directory cargo put this package's libraries in (`target/<profile>`), found from
-/// the test executable (`target/<profile>/deps/programs-…`).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
+/// The directory holding `librpmalloc.so` and `librpmalloc.a`, built once per run of
+/// this file: `cargo test` builds no `cdylib`/`staticlib` for a package's integration
+/// tests, so this builds them (release) with the `cargo` running the tests, into a target
+/// directory of its own (no wait on the running build's lock).
+fn lib_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capi-build");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        run_ok(
+            Command::new(cargo)
+                .args(["build", "--release", "-p", "rpmalloc-capi", "--target-dir"])
+                .arg(&target)
+                .current_dir(here().parent().unwrap()),
+            "cargo build --release -p rpmalloc-capi",
+        );
+        target.join("release")
+    })
 }
 
-/// `librpmalloc.so` (built with this package: cargo builds the library for its tests).
+/// `librpmalloc.so`.
 fn shared_lib() -> PathBuf {
     let so = lib_dir().join("librpmalloc.so");
-    assert!(
-        so.exists(),
-        "{} missing: build rpmalloc-capi first",
-        so.display()
-    );
+    assert!(so.exists(), "{} missing after the build", so.display());
     so
 }
 
