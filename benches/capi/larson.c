@@ -143,8 +143,8 @@ int main(int argc, char **argv) {
 	g_max = arg_size(argv[6], "MAX");
 	uint64_t seed = argc > 7 ? arg_size(argv[7], "SEED") : 4141;
 	if (g_threads < 1 || g_threads > 1024 || g_generations < 1 || g_blocks < 1 ||
-	    g_min < sizeof(uint64_t) || g_max < g_min) {
-		fprintf(stderr, "larson: need 1<=THREADS<=1024, GENERATIONS>=1, BLOCKS>=1, 8<=MIN<=MAX\n");
+	    g_min < 16 || g_max < g_min) {
+		fprintf(stderr, "larson: need 1<=THREADS<=1024, GENERATIONS>=1, BLOCKS>=1, 16<=MIN<=MAX (a block holds an 8-byte tag and a last byte)\n");
 		return 2;
 	}
 	g_array = calloc(g_threads * g_blocks, sizeof(void *));

@@ -236,8 +236,8 @@ int main(int argc, char **argv) {
 	g_cross = arg_size(argv[7], "CROSS");
 	uint64_t seed = argc > 8 ? arg_size(argv[8], "SEED") : 42;
 	if (g_threads < 1 || g_threads > 256 || g_slots < 64 || g_ops < 1 || g_ops > g_slots ||
-	    g_min < sizeof(uint64_t) || g_max < g_min) {
-		fprintf(stderr, "rpbench: need 1<=THREADS<=256, SLOTS>=64, 1<=OPS<=SLOTS, 8<=MIN<=MAX\n");
+	    g_min < 16 || g_max < g_min) {
+		fprintf(stderr, "rpbench: need 1<=THREADS<=256, SLOTS>=64, 1<=OPS<=SLOTS, 16<=MIN<=MAX (a block holds an 8-byte tag and a last byte)\n");
 		return 2;
 	}
 	g_free_stride = stride_for(g_slots, 0);
