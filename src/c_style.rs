@@ -51,6 +51,27 @@ unsafe fn layout_of<C: Instance>(ptr: *mut u8) -> Layout {
     unsafe { Layout::from_size_align_unchecked(size, align) }
 }
 
+/// The layout `free` passes for the live block at `ptr`: as [`layout_of`], but the size
+/// is read from the block only when statistics count it (the free path reads nothing
+/// else of it).
+///
+/// # Safety
+/// `ptr` is a live block of `C`.
+#[inline]
+unsafe fn free_layout<C: Instance>(ptr: *mut u8) -> Layout {
+    if C::ENABLE_STATISTICS {
+        // SAFETY: the caller's contract.
+        return unsafe { layout_of::<C>(ptr) };
+    }
+    let align = if ptr.addr() & !C::SPAN_MASK == 0 {
+        C::SPAN_SIZE
+    } else {
+        1
+    };
+    // SAFETY: a power-of-two alignment and a size of one.
+    unsafe { Layout::from_size_align_unchecked(1, align) }
+}
+
 /// `malloc` / `aligned_alloc`: a block of at least `size` bytes (one for zero, so every
 /// call returns a distinct block) aligned to `align`; null when the OS refuses or the
 /// request cannot be met. `zero`: the block reads as zero.
@@ -95,7 +116,7 @@ pub unsafe fn free<C: Instance>(ptr: *mut u8) -> bool {
         return false;
     }
     // SAFETY: in our memory, hence (the contract) a live block of `C`.
-    unsafe { crate::free::dealloc::<C>(ptr, layout_of::<C>(ptr)) };
+    unsafe { crate::free::dealloc::<C>(ptr, free_layout::<C>(ptr)) };
     true
 }
 
