@@ -32,6 +32,18 @@ pub fn span_size<C: Instance>() -> usize {
     C::SPAN_SIZE
 }
 
+/// The alignment the Rust paths need for the block at `ptr`: the span size for a
+/// span-aligned address (a huge block found by its alignment), else 1 (every other block
+/// is found at its span mask, whatever its alignment).
+#[inline]
+fn placement_align<C: Instance>(ptr: *mut u8) -> usize {
+    if ptr.addr() & !C::SPAN_MASK == 0 {
+        C::SPAN_SIZE
+    } else {
+        1
+    }
+}
+
 /// The layout the Rust paths take for the live block at `ptr`: alignment by placement,
 /// size the usable size.
 ///
@@ -39,11 +51,7 @@ pub fn span_size<C: Instance>() -> usize {
 /// `ptr` is a live block of `C`.
 #[inline]
 unsafe fn layout_of<C: Instance>(ptr: *mut u8) -> Layout {
-    let align = if ptr.addr() & !C::SPAN_MASK == 0 {
-        C::SPAN_SIZE
-    } else {
-        1
-    };
+    let align = placement_align::<C>(ptr);
     // SAFETY: a live block of `C` (the contract).
     let size = unsafe { crate::usable::usable_size::<C>(ptr) };
     // SAFETY: the usable size of a live block fits in `isize` rounded up to its alignment
@@ -63,11 +71,7 @@ unsafe fn free_layout<C: Instance>(ptr: *mut u8) -> Layout {
         // SAFETY: the caller's contract.
         return unsafe { layout_of::<C>(ptr) };
     }
-    let align = if ptr.addr() & !C::SPAN_MASK == 0 {
-        C::SPAN_SIZE
-    } else {
-        1
-    };
+    let align = placement_align::<C>(ptr);
     // SAFETY: a power-of-two alignment and a size of one.
     unsafe { Layout::from_size_align_unchecked(1, align) }
 }

@@ -45,6 +45,31 @@ fn child_work() -> bool {
     ok
 }
 
+/// Forks `n` children one after another; each runs `work` and exits 0 if it returned true.
+/// Every child must exit normally (an alarm in `work` kills a deadlocked one) with 0.
+fn fork_children(n: usize, work: fn() -> bool) {
+    for _ in 0..n {
+        // SAFETY: the child only runs `work` and then `_exit`s, never unwinding or
+        // returning into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let ok = work();
+            // SAFETY: terminate the child without running the parent's exit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(waited, pid);
+        assert!(
+            libc::WIFEXITED(status),
+            "child crashed or hung: status {status:#x}"
+        );
+        assert_eq!(libc::WEXITSTATUS(status), 0, "child saw wrong contents");
+    }
+}
+
 #[test]
 #[cfg_attr(
     miri,
@@ -77,23 +102,7 @@ fn child_allocates_after_fork_under_load() {
             })
         })
         .collect();
-    for _ in 0..200 {
-        // SAFETY: the child only runs `child_work` and then `_exit`s, never unwinding or
-        // returning into the test harness.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let ok = child_work();
-            // SAFETY: terminate the child without running the parent's exit handlers.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert_eq!(waited, pid);
-        assert!(libc::WIFEXITED(status), "child crashed: status {status:#x}");
-        assert_eq!(libc::WEXITSTATUS(status), 0, "child saw wrong contents");
-    }
+    fork_children(200, child_work);
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         assert!(w.join().unwrap() > 0);
@@ -175,26 +184,7 @@ fn child_makes_a_heap_after_fork_under_heap_only_load() {
             })
         })
         .collect();
-    for _ in 0..100 {
-        // SAFETY: the child only runs `child_heap_work` and then `_exit`s, never
-        // unwinding or returning into the test harness.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let ok = child_heap_work();
-            // SAFETY: terminate the child without running the parent's exit handlers.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert_eq!(waited, pid);
-        assert!(
-            libc::WIFEXITED(status),
-            "child crashed or hung: status {status:#x}"
-        );
-        assert_eq!(libc::WEXITSTATUS(status), 0, "child saw wrong contents");
-    }
+    fork_children(100, child_heap_work);
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         assert!(w.join().unwrap() > 0);
