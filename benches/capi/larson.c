@@ -26,6 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PROG "larson"
+#include "common.h"
+
 typedef struct {
 	size_t index;
 	size_t generation;
@@ -41,22 +44,6 @@ static pthread_mutex_t g_done_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_done_cond = PTHREAD_COND_INITIALIZER;
 static size_t g_done;
 static int g_spawn_failed;
-
-static uint64_t rng_next(uint64_t *s) {
-	/* splitmix64 */
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t mix(uint64_t x) {
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	return x ^ (x >> 33);
-}
 
 static size_t size_of_tag(uint64_t tag) {
 	return g_min + (size_t)((tag >> 12) % (g_max - g_min + 1));
@@ -118,16 +105,6 @@ static void *worker_main(void *arg) {
 	pthread_cond_signal(&g_done_cond);
 	pthread_mutex_unlock(&g_done_lock);
 	return NULL;
-}
-
-static size_t arg_size(const char *s, const char *name) {
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (*s == '\0' || *end != '\0') {
-		fprintf(stderr, "larson: bad %s: %s\n", name, s);
-		exit(2);
-	}
-	return (size_t)v;
 }
 
 int main(int argc, char **argv) {

@@ -21,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PROG "prodcons"
+#include "common.h"
+
 #define HEAD_BYTES 64
 
 typedef struct {
@@ -39,22 +42,6 @@ typedef struct {
 
 static size_t g_messages, g_hold;
 static queue_t g_queue;
-
-static uint64_t rng_next(uint64_t *s) {
-	/* splitmix64 */
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t mix(uint64_t x) {
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	return x ^ (x >> 33);
-}
 
 static size_t size_of_tag(uint64_t tag) {
 	if ((tag & 63) == 0) /* 1 in 64: large, 256 KiB - 1 MiB */
@@ -158,16 +145,6 @@ static void *consumer_main(void *arg) {
 		free(held[i]);
 	free(held);
 	return NULL;
-}
-
-static size_t arg_size(const char *s, const char *name) {
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (*s == '\0' || *end != '\0') {
-		fprintf(stderr, "prodcons: bad %s: %s\n", name, s);
-		exit(2);
-	}
-	return (size_t)v;
 }
 
 int main(int argc, char **argv) {

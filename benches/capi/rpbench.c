@@ -27,6 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PROG "rpbench"
+#include "common.h"
+
 #define PASSES 2
 #define ROUNDS 2
 
@@ -58,22 +61,6 @@ static size_t g_threads, g_loops, g_slots, g_ops, g_min, g_max, g_cross;
 static size_t g_free_stride, g_alloc_stride, g_cross_stride;
 static worker_t *g_workers;
 static pthread_barrier_t g_barrier;
-
-static uint64_t rng_next(uint64_t *s) {
-	/* splitmix64 */
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static uint64_t mix(uint64_t x) {
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	return x ^ (x >> 33);
-}
 
 /* Linear falloff: the smaller of two uniform draws has density 2(1-x) on [0,1). */
 static size_t size_of_tag(uint64_t tag) {
@@ -210,16 +197,6 @@ static size_t stride_for(size_t n, int skip) {
 		}
 	}
 	return 1;
-}
-
-static size_t arg_size(const char *s, const char *name) {
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (*s == '\0' || *end != '\0') {
-		fprintf(stderr, "rpbench: bad %s: %s\n", name, s);
-		exit(2);
-	}
-	return (size_t)v;
 }
 
 int main(int argc, char **argv) {
