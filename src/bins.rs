@@ -36,12 +36,15 @@ pub(crate) struct Bins {
 }
 
 /// The bins of a thread without a heap: every class empty, so the fast path falls through
-/// to the slow path, which sets the thread up. Never written.
-pub(crate) struct SyncBins(Bins);
+/// to the slow path, which sets the thread up. Never written. Transparent, so the static's
+/// address is its bins' (an initial-exec thread slot names the static in assembly).
+#[repr(transparent)]
+pub struct SyncBins(Bins);
 // SAFETY: never written (only real heaps' bins are stored to).
 unsafe impl Sync for SyncBins {}
 
-pub(crate) static EMPTY_BINS: SyncBins = SyncBins(Bins {
+/// The one set of empty bins every thread slot without a heap points at.
+pub static EMPTY_BINS: SyncBins = SyncBins(Bins {
     bin: [Bin::EMPTY; MAX_CLASS_COUNT],
 });
 
@@ -52,7 +55,9 @@ pub(crate) const fn empty_bins() -> *mut Bins {
 }
 
 /// A count of allocator events towards the next read of the clock for decay sweeps (see
-/// `global.rs`), kept by its one user.
+/// `global.rs`), kept by its one user. Transparent: a thread slot's initial image in
+/// assembly writes it as a 32-bit integer (`thread_state.rs`).
+#[repr(transparent)]
 pub(crate) struct Ticks(Cell<u32>);
 
 impl Ticks {

@@ -98,6 +98,11 @@ pub trait Config: Sized + Send + Sync + 'static {
     const ENABLE_HUGE_PAGES: bool = keys::ENABLE_HUGE_PAGES.default != 0;
     /// Count operations; when off the counters are compiled out.
     const ENABLE_STATISTICS: bool = keys::ENABLE_STATISTICS.default != 0;
+    /// Declare the per-thread slot with the initial-exec TLS model (x86-64 Linux; the
+    /// `thread_local!` default elsewhere and under Miri). `define_rpmalloc!` reads it when
+    /// it declares the slot; a hand-written configuration declares its own slot and leaves
+    /// it unread.
+    const INITIAL_EXEC_TLS: bool = keys::INITIAL_EXEC_TLS.default != 0;
 }
 
 /// The settings of configuration `C` in the order of `rpmalloc_keys::KEYS` (a `bool` as 0
@@ -119,6 +124,7 @@ pub(crate) const fn values<C: Config>() -> [u64; keys::KEYS.len()] {
         C::DECAY_MS,
         C::ENABLE_HUGE_PAGES as u64,
         C::ENABLE_STATISTICS as u64,
+        C::INITIAL_EXEC_TLS as u64,
     ]
 }
 

@@ -150,9 +150,19 @@ pub use allocator_api2;
 /// | `decay_ms` | milliseconds, or `never` | ..= 3600000 | 1000 |
 /// | `enable_huge_pages` | bool | | `false` |
 /// | `enable_statistics` | bool | | `false` |
+/// | `initial_exec_tls` | bool | | `false` |
 ///
 /// Integers are literals, in decimal or hex, with optional `_` separators and no suffix or
 /// the `usize` suffix (`65536`, `0x1_0000`, `65_536usize`). Bools are `true` or `false`.
+///
+/// `initial_exec_tls: true` declares the per-thread slot with the initial-exec TLS model
+/// (x86-64 Linux; elsewhere, and under Miri, the default `thread_local!` slot). Use it in a
+/// shared library (`cdylib`), where rustc would give a thread-local the general-dynamic
+/// model, a `__tls_get_addr` call at every allocation and free; in an executable the
+/// default is already as fast. The library gets marked `STATIC_TLS` (it can still be
+/// `dlopen`ed: the slot takes 16 of the bytes glibc keeps spare for this). The slot is a
+/// hidden symbol named after the crate and the allocator, so two such allocators of the
+/// same name in one crate fail to link.
 ///
 /// An unknown key (with a suggestion when it looks like a misspelling), a repeated key, a
 /// value of the wrong type or out of range is a compile error pointing at the key or value.
@@ -226,11 +236,12 @@ pub mod __private {
     pub mod c_style {
         pub use crate::c_style::{free, malloc, owns, realloc, span_size, usable_size};
     }
+    pub use crate::bins::EMPTY_BINS;
     pub use crate::first_class::Rpmalloc;
     pub use crate::global::Global;
     pub use crate::instance::Instance;
     pub use crate::thread::thread_finalize;
-    pub use crate::thread_state::ThreadState;
+    pub use crate::thread_state::{slot_image, ThreadState};
     #[cfg(feature = "allocator-api2")]
     pub use allocator_api2;
     pub use rpmalloc_macros::define_rpmalloc;

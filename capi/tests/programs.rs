@@ -134,6 +134,72 @@ fn cpp_operators_preloaded_and_linked() {
     );
 }
 
+/// The per-thread slot is initial-exec TLS (`initial_exec_tls: true`): the library is
+/// marked `STATIC_TLS`, the slot's symbol is not exported, and neither `malloc` nor `free`
+/// calls `__tls_get_addr` (the general-dynamic model's call, two per pair otherwise).
+#[test]
+fn the_thread_slot_is_initial_exec() {
+    let test = "the_thread_slot_is_initial_exec";
+    if !have("readelf", test) || !have("objdump", test) {
+        return;
+    }
+    let so = shared_lib();
+    let dynamic = run_ok(Command::new("readelf").arg("-dW").arg(&so), "readelf -d");
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    assert!(
+        dynamic
+            .lines()
+            .any(|line| line.contains("(FLAGS)") && line.contains("STATIC_TLS")),
+        "no STATIC_TLS flag:\n{dynamic}"
+    );
+    let symbols = run_ok(Command::new("readelf").arg("-sW").arg(&so), "readelf -s");
+    let symbols = String::from_utf8_lossy(&symbols.stdout);
+    let slot: Vec<&str> = symbols
+        .lines()
+        .filter(|line| line.contains("__rpmalloc_tls_"))
+        .collect();
+    assert!(!slot.is_empty(), "no slot symbol:\n{symbols}");
+    for line in &slot {
+        assert!(line.contains(" TLS ") && line.contains("HIDDEN"), "{line}");
+    }
+    for function in ["malloc", "free"] {
+        let code = run_ok(
+            Command::new("objdump")
+                .arg(format!("--disassemble={function}"))
+                .arg(&so),
+            "objdump",
+        );
+        let code = String::from_utf8_lossy(&code.stdout);
+        assert!(code.contains(&format!("<{function}>:")), "{code}");
+        assert!(!code.contains("__tls_get_addr"), "{function}:\n{code}");
+        assert!(
+            code.contains("%fs:"),
+            "{function} reads no thread pointer:\n{code}"
+        );
+    }
+}
+
+/// The library opened with `dlopen` after start-up (`dlopen.c`): its static TLS is set up
+/// in a thread that was running before, one started after, and the main thread.
+#[test]
+fn dlopened_after_start_up() {
+    let test = "dlopened_after_start_up";
+    if !have("gcc", test) {
+        return;
+    }
+    let program = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dlopen");
+    run_ok(
+        Command::new("gcc")
+            .args(CFLAGS)
+            .arg(here().join("tests").join("dlopen.c"))
+            .args(["-ldl", "-o"])
+            .arg(&program),
+        "compile dlopen.c",
+    );
+    let out = run_ok(Command::new(&program).arg(shared_lib()), "dlopen");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+}
+
 /// The header declares exactly the `rp*` functions the library exports.
 #[test]
 fn header_matches_the_exports() {

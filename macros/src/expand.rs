@@ -4,6 +4,7 @@ use crate::keys::{self, KEYS};
 use crate::parse::{parse_input, Input, Setting, Value};
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
+use syn::ext::IdentExt;
 
 /// Expands a `define_rpmalloc!` input: the allocator type and its implementations, preceded
 /// by a `compile_error!` for every mistake in the input.
@@ -88,6 +89,8 @@ pub fn expand(input: &Input, krate: &TokenStream) -> TokenStream {
             quote!(const #constant: #ty = #value;)
         });
 
+    let thread_slot = thread_slot(input, krate);
+
     quote! {
         #(#attrs)*
         #docs
@@ -102,10 +105,7 @@ pub fn expand(input: &Input, krate: &TokenStream) -> TokenStream {
             static __RPMALLOC_GLOBAL: #krate::__private::Global<__RpmallocConfig> =
                 #krate::__private::Global::new();
 
-            ::std::thread_local! {
-                static __RPMALLOC_THREAD: #krate::__private::ThreadState =
-                    const { #krate::__private::ThreadState::new() };
-            }
+            #thread_slot
 
             impl #krate::Config for __RpmallocConfig {
                 type SpanSize = #span_size;
@@ -124,7 +124,7 @@ pub fn expand(input: &Input, krate: &TokenStream) -> TokenStream {
 
                 #[inline(always)]
                 fn thread_state() -> *const #krate::__private::ThreadState {
-                    __RPMALLOC_THREAD.with(|t| t as *const #krate::__private::ThreadState)
+                    __rpmalloc_thread_state()
                 }
             }
 
@@ -214,6 +214,41 @@ pub fn expand(input: &Input, krate: &TokenStream) -> TokenStream {
             }
         };
     }
+}
+
+/// `text` with every character but ASCII letters, digits and `_` written as `_u{hex}`, so
+/// that it can stand in an assembler symbol (identifiers may be non-ASCII).
+fn symbol_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_string()
+            } else {
+                format!("_u{:x}", c as u32)
+            }
+        })
+        .collect()
+}
+
+/// The expansion's per-thread slot (`rpmalloc::__thread_slot!`): a `thread_local!`, or with
+/// `initial_exec_tls: true` a thread-local symbol of its own, named after the crate being
+/// compiled and the allocator so that no two expansions in one program share it (two
+/// allocators of the same name in one crate fail to link, they are not merged).
+fn thread_slot(input: &Input, krate: &TokenStream) -> TokenStream {
+    let initial_exec = input.settings.iter().any(|setting| {
+        setting.key.name == keys::INITIAL_EXEC_TLS && matches!(setting.value, Value::Bool(true))
+    });
+    if !initial_exec {
+        return quote!(#krate::__thread_slot!(thread_local););
+    }
+    let crate_name = std::env::var("CARGO_CRATE_NAME").unwrap_or_default();
+    let name = symbol_safe(&input.name.unraw().to_string());
+    let symbol = Literal::string(&format!(
+        "__rpmalloc_tls_{}_{}",
+        symbol_safe(&crate_name),
+        name
+    ));
+    quote!(#krate::__thread_slot!(initial_exec #symbol);)
 }
 
 /// The `#[doc]` attributes describing the allocator and its effective configuration.
@@ -306,6 +341,25 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("DefaultSpanSize"), "{out}");
+    }
+
+    #[test]
+    fn the_thread_slot_follows_initial_exec_tls() {
+        let default = expand_str(quote!(A));
+        assert!(
+            default.contains("__thread_slot ! (thread_local) ;"),
+            "{default}"
+        );
+        let initial_exec = expand_str(quote!(Slotted, <initial_exec_tls: true>));
+        let crate_name = std::env::var("CARGO_CRATE_NAME").unwrap_or_default();
+        let expected =
+            format!("__thread_slot ! (initial_exec \"__rpmalloc_tls_{crate_name}_Slotted\") ;");
+        assert!(initial_exec.contains(&expected), "{initial_exec}");
+        let raw = expand_str(quote!(r#Größe, <initial_exec_tls: true>));
+        let expected = format!("\"__rpmalloc_tls_{crate_name}_Gr_uf6_udfe\"");
+        assert!(raw.contains(&expected), "{raw}");
+        let off = expand_str(quote!(A, <initial_exec_tls: false>));
+        assert!(off.contains("__thread_slot ! (thread_local) ;"), "{off}");
     }
 
     #[test]

@@ -8,6 +8,9 @@ pub use rpmalloc_keys::{Key, Kind, KEYS, NEVER};
 /// The key that selects the span size; it becomes `Config::SpanSize` rather than a constant.
 pub const SPAN_SIZE: &str = rpmalloc_keys::SPAN_SIZE.name;
 
+/// The key that selects how the per-thread slot is declared.
+pub const INITIAL_EXEC_TLS: &str = rpmalloc_keys::INITIAL_EXEC_TLS.name;
+
 /// The name of the `Config` associated constant `key` sets.
 pub fn const_name(key: &Key) -> String {
     key.name.to_ascii_uppercase()
@@ -108,7 +111,7 @@ mod tests {
 
     #[test]
     fn table_matches_config_names() {
-        assert_eq!(KEYS.len(), 15);
+        assert_eq!(KEYS.len(), 16);
         assert_eq!(
             const_name(lookup("span_map_count").unwrap()),
             "SPAN_MAP_COUNT"

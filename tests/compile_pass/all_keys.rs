@@ -23,6 +23,7 @@ define_rpmalloc!(
         decay_ms: 250,
         enable_huge_pages: false,
         enable_statistics: true,
+        initial_exec_tls: true,
     >,
 );
 define_rpmalloc!(

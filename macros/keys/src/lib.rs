@@ -201,6 +201,13 @@ pub const ENABLE_STATISTICS: Key = Key {
     default: 0,
     rule: "enable_statistics is a bool",
 };
+/// `initial_exec_tls`: declare the per-thread slot with the initial-exec TLS model.
+pub const INITIAL_EXEC_TLS: Key = Key {
+    name: "initial_exec_tls",
+    kind: Kind::Bool,
+    default: 0,
+    rule: "initial_exec_tls is a bool",
+};
 
 /// Every key, in the order messages, documentation and `rpmalloc::config::values` list
 /// them.
@@ -220,6 +227,7 @@ pub const KEYS: &[Key] = &[
     DECAY_MS,
     ENABLE_HUGE_PAGES,
     ENABLE_STATISTICS,
+    INITIAL_EXEC_TLS,
 ];
 
 #[cfg(test)]
@@ -253,7 +261,7 @@ mod tests {
             }
         }
         assert!(!SPAN_SIZE.accepts(3 * 4096));
-        let mut names: [&str; 15] = [""; 15];
+        let mut names: [&str; 16] = [""; 16];
         for (slot, key) in names.iter_mut().zip(KEYS) {
             *slot = key.name;
         }
