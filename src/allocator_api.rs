@@ -14,9 +14,10 @@
 //! alignment above the old one moves the block.
 
 use crate::instance::Instance;
-use crate::params::Params;
+use crate::params::Params as _;
 use allocator_api2::alloc::AllocError;
 use core::alloc::Layout;
+use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 /// The answer of a successful request: `ptr` with `len` bytes.
@@ -39,40 +40,88 @@ pub(crate) fn answer(ptr: *mut u8, len: usize) -> Block {
     }
 }
 
-/// `Allocator::allocate` for configuration `C`.
-#[inline]
-pub fn allocate<C: Instance>(layout: Layout) -> Block {
-    if layout.size() == 0 {
-        return Ok(dangling(layout));
-    }
-    // SAFETY: a valid layout of non-zero size, as `GlobalAlloc::alloc` requires.
-    answer(unsafe { crate::alloc::alloc::<C>(layout) }, layout.size())
-}
-
-/// `Allocator::allocate_zeroed` for configuration `C`.
-#[inline]
-pub fn allocate_zeroed<C: Instance>(layout: Layout) -> Block {
-    if layout.size() == 0 {
-        return Ok(dangling(layout));
-    }
-    // SAFETY: a valid layout of non-zero size, as `GlobalAlloc::alloc_zeroed` requires.
-    answer(
-        unsafe { crate::alloc::alloc_zeroed::<C>(layout) },
-        layout.size(),
-    )
-}
-
-/// `Allocator::deallocate` for configuration `C`.
+/// What the `Allocator` methods are made of, for both kinds of rpmalloc allocator: a
+/// configuration's entry points ([`Entry`]) and a first-class heap (`first_class.rs`).
+/// The methods themselves — zero-sized requests, zeroing a grown block's new bytes — are
+/// written once, over this trait ([`allocate_in`], [`deallocate_in`], [`grow_in`],
+/// [`shrink_in`]).
 ///
 /// # Safety
-/// As `Allocator::deallocate`: `ptr` is a block this configuration's `Allocator` gave
-/// (currently allocated) and `layout` the layout it was given with.
-#[inline]
-pub unsafe fn deallocate<C: Instance>(ptr: NonNull<u8>, layout: Layout) {
-    if layout.size() != 0 {
-        // SAFETY: a non-zero-sized block came from `GlobalAlloc::alloc` (or `realloc`)
-        // with this layout (the contract), which is what `dealloc` requires.
-        unsafe { crate::free::dealloc::<C>(ptr.as_ptr(), layout) }
+/// `alloc` returns null or a block of at least `layout.size()` bytes aligned to
+/// `layout.align()` (reading as zero when asked), valid until it is given to `free` or
+/// `resize`; `resize` returns null leaving the block as it was, or a block of `new` that
+/// holds the old contents up to the smaller size (the old one is then gone).
+pub(crate) unsafe trait Blocks {
+    /// A block of `layout` (of non-zero size), zeroed with `zeroed`; null when the OS
+    /// refuses.
+    fn alloc(&self, layout: Layout, zeroed: bool) -> *mut u8;
+
+    /// Frees a block.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator given with `layout` (of non-zero size).
+    unsafe fn free(&self, ptr: *mut u8, layout: Layout);
+
+    /// Resizes a block to `new`, in place or moved; null (the block untouched) when that
+    /// cannot be done.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator given with `old` (of non-zero size); `new`
+    /// has a non-zero size.
+    unsafe fn resize(&self, ptr: *mut u8, old: Layout, new: Layout) -> *mut u8;
+}
+
+/// The entry points of configuration `C` as [`Blocks`].
+pub(crate) struct Entry<C>(PhantomData<C>);
+
+impl<C> Entry<C> {
+    /// The handle (zero-sized).
+    const NEW: Self = Entry(PhantomData);
+}
+
+// SAFETY: `alloc`, `alloc_zeroed`, `dealloc` and `realloc` keep `GlobalAlloc`'s
+// contracts; `resize` keeps the block's placement rules (below) or moves it.
+unsafe impl<C: Instance> Blocks for Entry<C> {
+    #[inline(always)]
+    fn alloc(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        // SAFETY: a valid layout of non-zero size (the trait's contract), as
+        // `GlobalAlloc::alloc` and `alloc_zeroed` require.
+        unsafe {
+            if zeroed {
+                crate::alloc::alloc_zeroed::<C>(layout)
+            } else {
+                crate::alloc::alloc::<C>(layout)
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn free(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: a live block of `C` with this layout (the contract), which is what
+        // `dealloc` requires.
+        unsafe { crate::free::dealloc::<C>(ptr, layout) }
+    }
+
+    /// `realloc` (in place where the class or run fits) when the old alignment covers the
+    /// new one, else a move.
+    ///
+    /// `realloc` keeps the block's alignment, and a block aligned to the span size or
+    /// more is found from its address only with that alignment (its header sits one span
+    /// before it, `huge.rs`): such a block is freed later with the new layout, so it keeps
+    /// its place only if the alignment stays the same.
+    #[inline]
+    unsafe fn resize(&self, ptr: *mut u8, old: Layout, new: Layout) -> *mut u8 {
+        if new.align() == old.align() || (new.align() < old.align() && old.align() < C::SPAN_SIZE) {
+            // `realloc` keeps the old alignment: the new size must fit a layout with it.
+            if Layout::from_size_align(new.size(), old.align()).is_err() {
+                return ptr::null_mut();
+            }
+            // SAFETY: a live block with its layout (the contract); the new size is
+            // non-zero and valid with the old alignment (checked above).
+            return unsafe { crate::realloc::realloc::<C>(ptr, old, new.size()) };
+        }
+        // SAFETY: forwarded contract.
+        unsafe { relocate::<C>(ptr, old, new) }
     }
 }
 
@@ -82,46 +131,119 @@ pub unsafe fn deallocate<C: Instance>(ptr: NonNull<u8>, layout: Layout) {
 /// # Safety
 /// `ptr` is a live block of `C` with `old` (non-zero size), `new` has a non-zero size.
 #[cold]
-unsafe fn relocate<C: Instance>(ptr: NonNull<u8>, old: Layout, new: Layout) -> Block {
+unsafe fn relocate<C: Instance>(ptr: *mut u8, old: Layout, new: Layout) -> *mut u8 {
     // SAFETY: `new` is a valid layout of non-zero size (the contract).
     let fresh = unsafe { crate::alloc::alloc::<C>(new) };
-    if fresh.is_null() {
-        return Err(AllocError);
+    if !fresh.is_null() {
+        // SAFETY: both blocks are live and distinct, each at least as long as the copy;
+        // the old block is freed with the layout it was allocated with.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, fresh, old.size().min(new.size()));
+            crate::free::dealloc::<C>(ptr, old);
+        }
     }
-    // SAFETY: both blocks are live and distinct, each at least as long as the copy;
-    // the old block is freed with the layout it was allocated with.
-    unsafe {
-        ptr::copy_nonoverlapping(ptr.as_ptr(), fresh, old.size().min(new.size()));
-        crate::free::dealloc::<C>(ptr.as_ptr(), old);
-    }
-    answer(fresh, new.size())
+    fresh
 }
 
-/// Resizes a non-zero-sized block to a non-zero size: `realloc` (in place where the
-/// class or run fits) when the old alignment covers the new one, else a move.
-///
-/// `realloc` keeps the block's alignment, and a block aligned to the span size or more
-/// is found from its address only with that alignment (its header sits one span before
-/// it, `huge.rs`): such a block is freed later with the new layout, so it keeps its
-/// place only if the alignment stays the same.
+/// `Allocator::allocate` (or `allocate_zeroed`, with `zeroed`) over `blocks`.
+#[inline]
+pub(crate) fn allocate_in<B: Blocks>(blocks: &B, layout: Layout, zeroed: bool) -> Block {
+    if layout.size() == 0 {
+        return Ok(dangling(layout));
+    }
+    answer(blocks.alloc(layout, zeroed), layout.size())
+}
+
+/// `Allocator::deallocate` over `blocks`.
 ///
 /// # Safety
-/// `ptr` is a live block of `C` given with `old` (non-zero size); `new` has a non-zero
-/// size.
+/// As `Allocator::deallocate`: `ptr` is a block `blocks` gave (currently allocated) and
+/// `layout` the layout it was given with.
 #[inline]
-unsafe fn resize<C: Instance>(ptr: NonNull<u8>, old: Layout, new: Layout) -> Block {
-    if new.align() == old.align() || (new.align() < old.align() && old.align() < C::SPAN_SIZE) {
-        // `realloc` keeps the old alignment: the new size must fit a layout with it.
-        if Layout::from_size_align(new.size(), old.align()).is_err() {
-            return Err(AllocError);
-        }
-        // SAFETY: a live block with its layout (the contract); the new size is non-zero
-        // and valid with the old alignment (checked above).
-        let p = unsafe { crate::realloc::realloc::<C>(ptr.as_ptr(), old, new.size()) };
-        return answer(p, new.size());
+pub(crate) unsafe fn deallocate_in<B: Blocks>(blocks: &B, ptr: NonNull<u8>, layout: Layout) {
+    if layout.size() != 0 {
+        // SAFETY: a non-zero-sized block came from `blocks` with this layout (the
+        // contract).
+        unsafe { blocks.free(ptr.as_ptr(), layout) }
     }
+}
+
+/// `Allocator::grow` (or `grow_zeroed`, with `zeroed`) over `blocks`.
+///
+/// # Safety
+/// As `Allocator::grow`: `ptr` is a live block `blocks` gave with `old`, and
+/// `new.size() >= old.size()`.
+#[inline]
+pub(crate) unsafe fn grow_in<B: Blocks>(
+    blocks: &B,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+    zeroed: bool,
+) -> Block {
+    debug_assert!(new.size() >= old.size());
+    if old.size() == 0 {
+        return allocate_in(blocks, new, zeroed);
+    }
+    // SAFETY: forwarded contract; `new` is at least as large as `old`, so non-zero.
+    let block = answer(unsafe { blocks.resize(ptr.as_ptr(), old, new) }, new.size())?;
+    if zeroed {
+        // SAFETY: the block is `new.size()` bytes long; the bytes past the old size are
+        // the new ones, which the caller asked to be zero.
+        unsafe {
+            block
+                .cast::<u8>()
+                .as_ptr()
+                .add(old.size())
+                .write_bytes(0, new.size() - old.size());
+        }
+    }
+    Ok(block)
+}
+
+/// `Allocator::shrink` over `blocks`.
+///
+/// # Safety
+/// As `Allocator::shrink`: `ptr` is a live block `blocks` gave with `old`, and
+/// `new.size() <= old.size()`.
+#[inline]
+pub(crate) unsafe fn shrink_in<B: Blocks>(
+    blocks: &B,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+) -> Block {
+    debug_assert!(new.size() <= old.size());
+    if new.size() == 0 {
+        // SAFETY: forwarded contract.
+        unsafe { deallocate_in(blocks, ptr, old) };
+        return Ok(dangling(new));
+    }
+    // SAFETY: forwarded contract; `old` is at least as large as `new`, so non-zero.
+    answer(unsafe { blocks.resize(ptr.as_ptr(), old, new) }, new.size())
+}
+
+/// `Allocator::allocate` for configuration `C`.
+#[inline]
+pub fn allocate<C: Instance>(layout: Layout) -> Block {
+    allocate_in(&Entry::<C>::NEW, layout, false)
+}
+
+/// `Allocator::allocate_zeroed` for configuration `C`.
+#[inline]
+pub fn allocate_zeroed<C: Instance>(layout: Layout) -> Block {
+    allocate_in(&Entry::<C>::NEW, layout, true)
+}
+
+/// `Allocator::deallocate` for configuration `C`.
+///
+/// # Safety
+/// As `Allocator::deallocate`: `ptr` is a block this configuration's `Allocator` gave
+/// (currently allocated) and `layout` the layout it was given with.
+#[inline]
+pub unsafe fn deallocate<C: Instance>(ptr: NonNull<u8>, layout: Layout) {
     // SAFETY: forwarded contract.
-    unsafe { relocate::<C>(ptr, old, new) }
+    unsafe { deallocate_in(&Entry::<C>::NEW, ptr, layout) }
 }
 
 /// `Allocator::grow` for configuration `C`.
@@ -131,12 +253,8 @@ unsafe fn resize<C: Instance>(ptr: NonNull<u8>, old: Layout, new: Layout) -> Blo
 /// with `old`, and `new.size() >= old.size()`.
 #[inline]
 pub unsafe fn grow<C: Instance>(ptr: NonNull<u8>, old: Layout, new: Layout) -> Block {
-    debug_assert!(new.size() >= old.size());
-    if old.size() == 0 {
-        return allocate::<C>(new);
-    }
-    // SAFETY: forwarded contract; `new` is at least as large as `old`, so non-zero.
-    unsafe { resize::<C>(ptr, old, new) }
+    // SAFETY: forwarded contract.
+    unsafe { grow_in(&Entry::<C>::NEW, ptr, old, new, false) }
 }
 
 /// `Allocator::grow_zeroed` for configuration `C`.
@@ -145,21 +263,8 @@ pub unsafe fn grow<C: Instance>(ptr: NonNull<u8>, old: Layout, new: Layout) -> B
 /// As [`grow`].
 #[inline]
 pub unsafe fn grow_zeroed<C: Instance>(ptr: NonNull<u8>, old: Layout, new: Layout) -> Block {
-    if old.size() == 0 {
-        return allocate_zeroed::<C>(new);
-    }
     // SAFETY: forwarded contract.
-    let block = unsafe { grow::<C>(ptr, old, new) }?;
-    // SAFETY: the block is `new.size()` bytes long; the bytes past the old size are the
-    // new ones, which the caller asked to be zero.
-    unsafe {
-        block
-            .cast::<u8>()
-            .as_ptr()
-            .add(old.size())
-            .write_bytes(0, new.size() - old.size());
-    }
-    Ok(block)
+    unsafe { grow_in(&Entry::<C>::NEW, ptr, old, new, true) }
 }
 
 /// `Allocator::shrink` for configuration `C`.
@@ -169,14 +274,8 @@ pub unsafe fn grow_zeroed<C: Instance>(ptr: NonNull<u8>, old: Layout, new: Layou
 /// given with `old`, and `new.size() <= old.size()`.
 #[inline]
 pub unsafe fn shrink<C: Instance>(ptr: NonNull<u8>, old: Layout, new: Layout) -> Block {
-    debug_assert!(new.size() <= old.size());
-    if new.size() == 0 {
-        // SAFETY: forwarded contract.
-        unsafe { deallocate::<C>(ptr, old) };
-        return Ok(dangling(new));
-    }
-    // SAFETY: forwarded contract; `old` is at least as large as `new`, so non-zero.
-    unsafe { resize::<C>(ptr, old, new) }
+    // SAFETY: forwarded contract.
+    unsafe { shrink_in(&Entry::<C>::NEW, ptr, old, new) }
 }
 
 /// Implements `Allocator` for a `define_rpmalloc!` type `$name` with configuration

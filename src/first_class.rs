@@ -249,35 +249,48 @@ impl<A: Rpmalloc> Drop for Heap<A> {
 #[cfg(feature = "allocator-api2")]
 mod allocator {
     use super::{Heap, Rpmalloc};
-    use crate::allocator_api::{answer, dangling};
+    use crate::allocator_api::{allocate_in, deallocate_in, grow_in, shrink_in, Blocks};
     use allocator_api2::alloc::{AllocError, Allocator};
     use core::alloc::Layout;
     use core::ptr::NonNull;
 
+    // SAFETY: `alloc_in` gives blocks of the layout (zeroed when asked) or null; `dealloc`
+    // and `resize` keep their documented contracts, which are the trait's.
+    unsafe impl<A: Rpmalloc> Blocks for Heap<A> {
+        #[inline]
+        fn alloc(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+            self.alloc_in(layout, zeroed)
+        }
+
+        #[inline]
+        unsafe fn free(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: a live block of this heap with `layout` (the trait's contract).
+            unsafe { self.dealloc(ptr, layout) }
+        }
+
+        #[inline]
+        unsafe fn resize(&self, ptr: *mut u8, old: Layout, new: Layout) -> *mut u8 {
+            // SAFETY: a live block of this heap with `old`; `new` non-zero (the contract).
+            unsafe { Heap::resize(self, ptr, old, new) }
+        }
+    }
+
     // SAFETY: blocks stay valid until freed through the heap (or `A`'s `GlobalAlloc`) or
     // until the heap is dropped, which needs `&mut` and so waits for every borrow (every
     // container using `&heap`); zero-sized requests get dangling aligned pointers that
-    // are never freed.
+    // are never freed. Every method forwards to `allocator_api`'s, over the heap.
     unsafe impl<A: Rpmalloc> Allocator for Heap<A> {
         fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-            if layout.size() == 0 {
-                return Ok(dangling(layout));
-            }
-            answer(self.alloc_in(layout, false), layout.size())
+            allocate_in(self, layout, false)
         }
 
         fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-            if layout.size() == 0 {
-                return Ok(dangling(layout));
-            }
-            answer(self.alloc_in(layout, true), layout.size())
+            allocate_in(self, layout, true)
         }
 
         unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-            if layout.size() != 0 {
-                // SAFETY: a live block of this heap with `layout` (the trait's contract).
-                unsafe { self.dealloc(ptr.as_ptr(), layout) }
-            }
+            // SAFETY: the trait's contract, which `deallocate_in` has.
+            unsafe { deallocate_in(self, ptr, layout) }
         }
 
         unsafe fn grow(
@@ -286,12 +299,8 @@ mod allocator {
             old: Layout,
             new: Layout,
         ) -> Result<NonNull<[u8]>, AllocError> {
-            if old.size() == 0 {
-                return self.allocate(new);
-            }
-            // SAFETY: a live block of this heap with `old` (the trait's contract); `new`
-            // is at least as large, so non-zero.
-            answer(unsafe { self.resize(ptr.as_ptr(), old, new) }, new.size())
+            // SAFETY: the trait's contract, which `grow_in` has.
+            unsafe { grow_in(self, ptr, old, new, false) }
         }
 
         unsafe fn grow_zeroed(
@@ -300,17 +309,8 @@ mod allocator {
             old: Layout,
             new: Layout,
         ) -> Result<NonNull<[u8]>, AllocError> {
-            // SAFETY: forwarded contract.
-            let block = unsafe { self.grow(ptr, old, new) }?;
-            // SAFETY: the block has `new.size()` bytes; those past the old size are new.
-            unsafe {
-                block
-                    .cast::<u8>()
-                    .as_ptr()
-                    .add(old.size())
-                    .write_bytes(0, new.size() - old.size());
-            }
-            Ok(block)
+            // SAFETY: the trait's contract, which `grow_in` has.
+            unsafe { grow_in(self, ptr, old, new, true) }
         }
 
         unsafe fn shrink(
@@ -319,14 +319,8 @@ mod allocator {
             old: Layout,
             new: Layout,
         ) -> Result<NonNull<[u8]>, AllocError> {
-            if new.size() == 0 {
-                // SAFETY: forwarded contract.
-                unsafe { self.deallocate(ptr, old) };
-                return Ok(dangling(new));
-            }
-            // SAFETY: a live block of this heap with `old` (the trait's contract); `new`
-            // is non-zero.
-            answer(unsafe { self.resize(ptr.as_ptr(), old, new) }, new.size())
+            // SAFETY: the trait's contract, which `shrink_in` has.
+            unsafe { shrink_in(self, ptr, old, new) }
         }
     }
 }
