@@ -58,8 +58,9 @@ impl<C: Instance> Heap<C> {
         self.alloc_small_slow(class)
     }
 
-    /// Refills the class's bin from the active span's free blocks, remote frees or
-    /// untouched blocks, a partial span or a new span, after collecting notices.
+    /// Refills the class's bin and allocates from it, after collecting notices: the common
+    /// case here ([`Self::refill_from_partial`]), everything else in
+    /// [`Self::alloc_small_refill`].
     #[cold]
     #[inline(never)]
     pub(crate) fn alloc_small_slow(&mut self, class: usize) -> *mut u8 {
@@ -67,6 +68,64 @@ impl<C: Instance> Heap<C> {
         if !self.shared().notices.is_empty_relaxed() {
             self.take_notices();
         }
+        // SAFETY: `class` is a small class (the caller's), this heap's own.
+        let block = unsafe { self.refill_from_partial(class) };
+        if !block.is_null() {
+            return block;
+        }
+        self.alloc_small_refill(class)
+    }
+
+    /// The refill most calls of [`Self::alloc_small_slow`] make when blocks are freed here
+    /// and there (rpmalloc-benchmark's pattern: nine in ten): the active span is carved
+    /// whole, armed and has no remote frees, so it becomes `Full`; the first partial span
+    /// has free blocks, so it becomes active and its blocks fill the bin. Exactly the steps
+    /// [`Self::alloc_small_refill`]'s loop takes for this case, in a function small enough
+    /// to save no registers (the loop's passes and saved registers were about 60 of this
+    /// case's 95 instructions). Null, with nothing changed, in every other case.
+    ///
+    /// # Safety
+    /// `class < MAX_CLASS_COUNT`.
+    #[inline(always)]
+    unsafe fn refill_from_partial(&mut self, class: usize) -> *mut u8 {
+        let Bin { free, span } = self.bins.bin[class];
+        let partial = self.partial[class];
+        if !free.is_null() || span.is_null() || partial.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: the bin's span and the partial list's head are valid small spans of this
+        // heap's `class` (the list invariants); the owner-only fields are ours.
+        unsafe {
+            let (active, next) = (SmallSpan(span), SmallSpan(partial));
+            let block = next.free_list();
+            if block.is_null()
+                || !active.free_list().is_null()
+                || active.remote().has_blocks()
+                || active.limit() < active.block_count()
+                || !active.armed()
+            {
+                return ptr::null_mut();
+            }
+            // Every block of the active span is out and a remote free will send it back
+            // as a notice (armed): it leaves the bin as `Full`, in no list.
+            active.set_state(State::Full);
+            SpanDList::remove(&mut self.partial[class], partial);
+            next.set_state(State::Active);
+            // Its free blocks move to the bin: every carved block is out.
+            next.set_free_list(ptr::null_mut());
+            next.set_used(next.limit());
+            let bin = &mut self.bins.bin[class];
+            bin.span = partial;
+            bin.free = (*block).next;
+            block.cast()
+        }
+    }
+
+    /// Refills the class's bin from the active span's free blocks, remote frees or
+    /// untouched blocks, a partial span or a new span, and allocates from it.
+    #[cold]
+    #[inline(never)]
+    fn alloc_small_refill(&mut self, class: usize) -> *mut u8 {
         loop {
             let Bin { free, span } = self.bins.bin[class];
             // SAFETY: the bin's list holds free blocks of its span; bins and partial lists
