@@ -1,12 +1,12 @@
 /*
- * measure: run a command, then write its wall time and peak RSS to a file in the format
- * of GNU time's `-f '%e %M' -o FILE` (benches/capi/run uses it where /usr/bin/time is
- * missing, or with MEASURE=wrapper).
+ * measure: run a command, then write its wall time, peak RSS and CPU time (user, system)
+ * to a file in the format of GNU time's `-f '%e %M %U %S' -o FILE` (benches/capi/run
+ * uses it where /usr/bin/time is missing, or with MEASURE=wrapper).
  *
  *   measure OUTFILE COMMAND [ARGS...]
  *
  * OUTFILE gets "Command terminated by signal N" or "Command exited with non-zero status N"
- * when that is the case, then "SECONDS MAXRSS_KB". The exit status is the command's, or
+ * when that is the case, then "SECONDS MAXRSS_KB USER_S SYSTEM_S". The exit status is the command's, or
  * 128 + N for a signal.
  */
 #define _GNU_SOURCE
@@ -59,7 +59,9 @@ int main(int argc, char **argv) {
 		fprintf(out, "Command exited with non-zero status %d\n", WEXITSTATUS(status));
 		rc = WEXITSTATUS(status);
 	}
-	fprintf(out, "%.3f %ld\n", wall, ru.ru_maxrss);
+	fprintf(out, "%.3f %ld %.3f %.3f\n", wall, ru.ru_maxrss,
+		(double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+		(double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
 	fclose(out);
 	return rc;
 }

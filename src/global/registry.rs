@@ -15,16 +15,22 @@
 //! unmapped, so a live block always reads as ours.
 //!
 //! Two levels, as mimalloc's segment map: a table of [`TOP_ENTRIES`] pointers (one per
-//! 4 GiB of a 48-bit address space) to leaves of one bit per granule of those 4 GiB,
+//! 4 GiB of a 48-bit address space) to leaves of one byte per granule of those 4 GiB,
 //! each mapped from the OS when first needed (a mapping is never marked in a leaf that
-//! could not be made: the mapping is refused instead). The table itself is mapped on first
-//! use (512 KiB of address space, of which the pages touched are a few), so the registry
-//! costs nothing until then and is no `static` array (which Miri would retag whole at
-//! each use).
+//! could not be made: the mapping is refused instead). A byte rather than a bit: `owns`
+//! tests it with one compare (no shift and mask: it runs on every C `free`), and marks
+//! are plain stores that never race with a neighbour's; a leaf is 64 KiB of address
+//! space for 64 KiB spans, of which the pages around our mappings get touched.
+//!
+//! The table is mapped on first mark (512 KiB of address space, of which the pages
+//! touched are a few). Until then `top` points at [`NO_LEAVES`], a shared table that is
+//! never written, so `owns` needs no test for a missing table. Both are reached through
+//! raw pointers, one entry at a time: a reference to a whole table would make Miri retag
+//! 512 KiB at each use.
 
 use crate::os;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 /// The address bits the registry covers: user addresses on x86-64 and AArch64 (without
 /// 5-level paging, which Linux gives only to programs that ask for addresses above).
@@ -34,40 +40,49 @@ const LEAF_BITS: u32 = 32;
 /// Leaves in the table.
 const TOP_ENTRIES: usize = 1 << (ADDRESS_BITS - LEAF_BITS);
 
+/// The table of every registry before its first mark: no leaves. Never written (a mark
+/// maps a table of the registry's own first).
+static NO_LEAVES: [AtomicPtr<AtomicU8>; TOP_ENTRIES] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; TOP_ENTRIES];
+
+/// [`NO_LEAVES`] as the pointer `top` holds.
+const fn no_leaves() -> *mut AtomicPtr<AtomicU8> {
+    (&raw const NO_LEAVES).cast_mut().cast()
+}
+
 /// The granules of this configuration's mappings (see the module doc).
 pub(crate) struct Registry {
-    /// The table of [`TOP_ENTRIES`] leaf pointers (null until the first mark).
-    top: AtomicPtr<AtomicPtr<AtomicU64>>,
+    /// The table of [`TOP_ENTRIES`] leaf pointers ([`NO_LEAVES`] until the first mark).
+    top: AtomicPtr<AtomicPtr<AtomicU8>>,
 }
 
 impl Registry {
     /// An empty registry (no table mapped yet).
     pub(crate) const fn new() -> Self {
         Registry {
-            top: AtomicPtr::new(ptr::null_mut()),
+            top: AtomicPtr::new(no_leaves()),
         }
     }
 
     /// The bytes of one leaf for granules of `span_size` bytes (whole pages).
     fn leaf_bytes(span_size: usize) -> usize {
-        ((1usize << LEAF_BITS) / span_size / 8).next_multiple_of(os::page_size())
+        ((1usize << LEAF_BITS) / span_size).next_multiple_of(os::page_size())
     }
 
-    /// The table, mapped on first use; null when the OS refuses.
-    fn table(&self) -> *mut AtomicPtr<AtomicU64> {
+    /// The registry's own table, mapped on first use; null when the OS refuses.
+    fn table(&self) -> *mut AtomicPtr<AtomicU8> {
         let top = self.top.load(Ordering::Acquire);
-        if !top.is_null() {
+        if top != no_leaves() {
             return top;
         }
-        let bytes = TOP_ENTRIES * size_of::<AtomicPtr<AtomicU64>>();
-        let fresh =
-            os::map_aligned(bytes, os::page_size(), 0, false).cast::<AtomicPtr<AtomicU64>>();
+        let bytes = TOP_ENTRIES * size_of::<AtomicPtr<AtomicU8>>();
+        let fresh = os::map_aligned(bytes, os::page_size(), 0, false).cast::<AtomicPtr<AtomicU8>>();
         if fresh.is_null() {
             return ptr::null_mut();
         }
         match self
             .top
-            .compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(no_leaves(), fresh, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => fresh,
             Err(theirs) => {
@@ -80,7 +95,7 @@ impl Registry {
 
     /// The leaf of the granule at address `addr`, made if `create`; null when absent (or
     /// refused).
-    fn leaf(&self, addr: usize, span_size: usize, create: bool) -> *mut AtomicU64 {
+    fn leaf(&self, addr: usize, span_size: usize, create: bool) -> *mut AtomicU8 {
         let index = addr >> LEAF_BITS;
         if index >= TOP_ENTRIES {
             return ptr::null_mut();
@@ -93,15 +108,16 @@ impl Registry {
         if top.is_null() {
             return ptr::null_mut();
         }
-        // SAFETY: `index < TOP_ENTRIES`, inside the table mapped with that many entries
-        // (zeroed: null pointers), which is never unmapped.
+        // SAFETY: `index < TOP_ENTRIES`, inside a table of that many entries (the shared
+        // empty one, or ours: mapped zeroed, null pointers), never unmapped.
         let slot = unsafe { &*top.add(index) };
         let leaf = slot.load(Ordering::Acquire);
         if !leaf.is_null() || !create {
             return leaf;
         }
+        // `create`: `top` is this registry's own table, not `NO_LEAVES`.
         let bytes = Self::leaf_bytes(span_size);
-        let fresh = os::map_aligned(bytes, os::page_size(), 0, false).cast::<AtomicU64>();
+        let fresh = os::map_aligned(bytes, os::page_size(), 0, false).cast::<AtomicU8>();
         if fresh.is_null() {
             return ptr::null_mut();
         }
@@ -115,9 +131,9 @@ impl Registry {
         }
     }
 
-    /// Sets (`on`) or clears the bits of the granules of `[start, start + len)`, a word
-    /// (up to 64 granules) at a time; false (nothing left changed) when a leaf could not
-    /// be made. `start` is span-aligned; `span_size` a power of two.
+    /// Sets (`on`) or clears the bytes of the granules of `[start, start + len)`; false
+    /// (nothing left changed) when a leaf could not be made. `start` is span-aligned;
+    /// `span_size` a power of two.
     #[cold]
     fn update(&self, start: usize, len: usize, span_size: usize, on: bool) -> bool {
         let shift = span_size.trailing_zeros();
@@ -139,106 +155,89 @@ impl Registry {
                 granule = stop;
                 continue;
             }
-            while granule < stop {
-                let bit = granule & ((1 << leaf_shift) - 1);
-                let word_end = stop.min(granule - bit % 64 + 64);
-                let count = word_end - granule;
-                let mask = if count == 64 {
-                    u64::MAX
-                } else {
-                    ((1u64 << count) - 1) << (bit % 64)
-                };
-                // SAFETY: `bit / 64` is below the leaf's words (one bit per granule of the
-                // leaf, rounded up to whole pages), inside the leaf, never unmapped.
-                let word = unsafe { &*leaf.add(bit / 64) };
-                if on {
-                    word.fetch_or(mask, Ordering::Release);
-                } else {
-                    word.fetch_and(!mask, Ordering::Release);
-                }
-                granule = word_end;
-            }
+            let mask = (1 << leaf_shift) - 1;
+            // SAFETY: the granules `granule..stop` are all in this leaf, which has a byte
+            // for each of its granules and is never unmapped.
+            unsafe { Self::store(leaf, granule & mask, (stop - 1) & mask, on) };
+            granule = stop;
         }
         true
     }
 
-    /// The word holding every granule of `[start, start + len)` and their bits in it,
-    /// when they share one word of an existing leaf (a huge block's two granules, most
-    /// span mappings): the common case, in a few loads.
+    /// Stores `on` in the bytes `first..=last` of `leaf`.
+    ///
+    /// # Safety
+    /// `leaf` is a live leaf and `last` below its granule count.
     #[inline]
-    fn one_word(&self, start: usize, len: usize, span_size: usize) -> Option<(&AtomicU64, u64)> {
-        let shift = span_size.trailing_zeros();
-        let first = start >> shift;
-        let end = (start + len + span_size - 1) >> shift;
-        // Leaves hold whole words (2^14 granules or more each), so one word is one leaf.
-        if len == 0 || first >> 6 != (end - 1) >> 6 {
-            return None;
+    unsafe fn store(leaf: *mut AtomicU8, first: usize, last: usize, on: bool) {
+        for byte in first..=last {
+            // SAFETY: the contract.
+            unsafe { &*leaf.add(byte) }.store(u8::from(on), Ordering::Release);
         }
+    }
+
+    /// Stores `on` for `[start, start + len)` when its granules are in one existing leaf
+    /// (every span mapping but one that crosses a 4 GiB line, every huge block's two
+    /// granules): the common case, in a few loads and a store per granule. False when not.
+    #[inline]
+    fn store_in_one_leaf(&self, start: usize, len: usize, span_size: usize, on: bool) -> bool {
         let index = start >> LEAF_BITS;
-        let top = self.top.load(Ordering::Acquire);
-        if index >= TOP_ENTRIES || top.is_null() {
-            return None;
+        if len == 0 || index != (start + len - 1) >> LEAF_BITS || index >= TOP_ENTRIES {
+            return false;
         }
+        let top = self.top.load(Ordering::Acquire);
         // SAFETY: `index < TOP_ENTRIES`, inside the table (as in `leaf`).
         let leaf = unsafe { &*top.add(index) }.load(Ordering::Acquire);
         if leaf.is_null() {
-            return None;
+            return false;
         }
-        let bit = first & ((1 << (LEAF_BITS - shift)) - 1);
-        let count = end - first;
-        let mask = if count == 64 {
-            u64::MAX
-        } else {
-            ((1u64 << count) - 1) << (bit % 64)
+        let shift = span_size.trailing_zeros();
+        let mask = (1usize << LEAF_BITS) - 1;
+        // SAFETY: a live leaf; both ends are granules of its 4 GiB.
+        unsafe {
+            Self::store(
+                leaf,
+                (start & mask) >> shift,
+                ((start + len - 1) & mask) >> shift,
+                on,
+            )
         };
-        // SAFETY: a word inside a live leaf (as in `update`).
-        Some((unsafe { &*leaf.add(bit / 64) }, mask))
+        true
     }
 
     /// Marks `[start, start + len)` (span-aligned `start`) as ours; false when the OS
     /// refused memory for the registry (the caller then gives the mapping back and fails).
     #[inline]
     pub(crate) fn mark(&self, start: *mut u8, len: usize, span_size: usize) -> bool {
-        match self.one_word(start.addr(), len, span_size) {
-            Some((word, mask)) => {
-                word.fetch_or(mask, Ordering::Release);
-                true
-            }
-            None => self.update(start.addr(), len, span_size, true),
-        }
+        self.store_in_one_leaf(start.addr(), len, span_size, true)
+            || self.update(start.addr(), len, span_size, true)
     }
 
     /// Unmarks `[start, start + len)` (span-aligned `start`), before it is unmapped.
     #[inline]
     pub(crate) fn unmark(&self, start: *mut u8, len: usize, span_size: usize) {
-        match self.one_word(start.addr(), len, span_size) {
-            Some((word, mask)) => {
-                word.fetch_and(!mask, Ordering::Release);
-            }
-            None => {
-                self.update(start.addr(), len, span_size, false);
-            }
+        if !self.store_in_one_leaf(start.addr(), len, span_size, false) {
+            self.update(start.addr(), len, span_size, false);
         }
     }
 
     /// Whether `ptr` lies in a granule one of our live mappings marked.
     #[inline]
     pub(crate) fn owns(&self, ptr: *const u8, span_size: usize) -> bool {
-        // Three loads (table, leaf, word), inline: this runs on every C `free`.
+        // Three loads (table, leaf, byte), inline: this runs on every C `free`.
         let addr = ptr.addr();
         let index = addr >> LEAF_BITS;
-        let top = self.top.load(Ordering::Acquire);
-        if index >= TOP_ENTRIES || top.is_null() {
+        if index >= TOP_ENTRIES {
             return false;
         }
+        let top = self.top.load(Ordering::Acquire);
         // SAFETY: `index < TOP_ENTRIES`, inside the table (as in `leaf`).
         let leaf = unsafe { &*top.add(index) }.load(Ordering::Acquire);
         if leaf.is_null() {
             return false;
         }
-        let bit = (addr & ((1usize << LEAF_BITS) - 1)) >> span_size.trailing_zeros();
-        // SAFETY: as in `update`: a word inside a live leaf.
-        let word = unsafe { &*leaf.add(bit / 64) };
-        word.load(Ordering::Acquire) & (1u64 << (bit % 64)) != 0
+        let byte = (addr & ((1usize << LEAF_BITS) - 1)) >> span_size.trailing_zeros();
+        // SAFETY: as in `update`: a byte inside a live leaf.
+        unsafe { &*leaf.add(byte) }.load(Ordering::Acquire) != 0
     }
 }
