@@ -79,6 +79,12 @@ impl Ticks {
         true
     }
 
+    /// Events left before the next clock read (for tests).
+    #[cfg(test)]
+    pub(crate) fn left(&self) -> u32 {
+        self.0.get()
+    }
+
     /// The inline refill's tick: counts the event and says true, or says false (counting
     /// nothing) when the clock is due, for the slow path to tick and read it.
     #[inline(always)]

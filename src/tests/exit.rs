@@ -197,3 +197,47 @@ fn a_first_class_heap_installs_the_fork_handlers() {
     unsafe { heap.dealloc(heap.alloc(layout), layout) };
     assert_ne!(HeapOnly::global().exit_key.load(Acquire), 0, "installed");
 }
+
+/// An initial-exec slot (`initial_exec_tls: true`), declared as `define_rpmalloc!` does.
+mod initial_exec_slot {
+    crate::__thread_slot!(initial_exec "__rpmalloc_tls_unit_tests_initial_exec_slot");
+
+    /// The slot's image in assembly is `ThreadState::new()`, field by field, in every new
+    /// thread, and each thread's slot is its own.
+    #[test]
+    fn a_new_threads_slot_holds_a_new_thread_state_of_its_own() {
+        use crate::thread_state::ThreadState;
+        let fresh = ThreadState::new();
+        let read = || {
+            let slot = __rpmalloc_thread_state();
+            // SAFETY: the calling thread's slot, live while it runs.
+            let state = unsafe { &*slot };
+            (
+                slot as usize,
+                state.heap.get() as usize,
+                state.status.get(),
+                state.ticks.left(),
+            )
+        };
+        let (here, heap, status, ticks) = read();
+        let expected = (
+            fresh.heap.get() as usize,
+            fresh.status.get(),
+            fresh.ticks.left(),
+        );
+        assert_eq!((heap, status, ticks), expected);
+        // A write here is seen here only.
+        // SAFETY: as above; the slot is this thread's alone.
+        unsafe { &*__rpmalloc_thread_state() }
+            .status
+            .set(crate::thread_state::DEAD);
+        let there = std::thread::spawn(read).join().unwrap();
+        assert_ne!(there.0, here, "two threads share one slot");
+        assert_eq!((there.1, there.2, there.3), expected);
+        assert_eq!(read().2, crate::thread_state::DEAD);
+        // SAFETY: as above.
+        unsafe { &*__rpmalloc_thread_state() }
+            .status
+            .set(fresh.status.get());
+    }
+}
